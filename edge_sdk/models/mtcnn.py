@@ -1,0 +1,106 @@
+"""MTCNN's three cascaded networks (Zhang et al., 2016) as PyTorch modules.
+
+Parameter names follow the layout of the widely distributed MTCNN weights (conv1, prelu1,
+..., dense6_3) so that those state dicts load without renaming. The detection algorithm
+(pyramid, NMS, box regression) lives in :mod:`edge_sdk.pipelines.detector` and is shared by
+every backend; these modules are only the networks.
+
+Outputs are named and ordered the same way everywhere: box regression, face probability
+and (O-Net only) landmarks. The probability is the softmax's "face" column.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edge_sdk.models.registry import register_architecture
+
+
+def _flatten_like_caffe(x: torch.Tensor) -> torch.Tensor:
+    """Flatten in (W, H, C) order: the original Caffe-trained dense layers expect it."""
+    return x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
+
+
+@register_architecture("mtcnn_pnet")
+class PNet(nn.Module):
+    """Proposal net: fully convolutional, runs on every pyramid level (stride 2, 12x12 cells)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 10, 3)
+        self.prelu1 = nn.PReLU(10)
+        self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(10, 16, 3)
+        self.prelu2 = nn.PReLU(16)
+        self.conv3 = nn.Conv2d(16, 32, 3)
+        self.prelu3 = nn.PReLU(32)
+        self.conv4_1 = nn.Conv2d(32, 2, 1)
+        self.conv4_2 = nn.Conv2d(32, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
+        prob = torch.softmax(self.conv4_1(x), dim=1)[:, 1]
+        return self.conv4_2(x), prob
+
+
+@register_architecture("mtcnn_rnet")
+class RNet(nn.Module):
+    """Refinement net: scores and regresses 24x24 crops of P-Net's candidates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 28, 3)
+        self.prelu1 = nn.PReLU(28)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(28, 48, 3)
+        self.prelu2 = nn.PReLU(48)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv3 = nn.Conv2d(48, 64, 2)
+        self.prelu3 = nn.PReLU(64)
+        self.dense4 = nn.Linear(576, 128)
+        self.prelu4 = nn.PReLU(128)
+        self.dense5_1 = nn.Linear(128, 2)
+        self.dense5_2 = nn.Linear(128, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = self.prelu3(self.conv3(x))
+        x = self.prelu4(self.dense4(_flatten_like_caffe(x)))
+        prob = torch.softmax(self.dense5_1(x), dim=1)[:, 1]
+        return self.dense5_2(x), prob
+
+
+@register_architecture("mtcnn_onet")
+class ONet(nn.Module):
+    """Output net: final score, box regression and five landmarks on 48x48 crops."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, 3)
+        self.prelu1 = nn.PReLU(32)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(32, 64, 3)
+        self.prelu2 = nn.PReLU(64)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv3 = nn.Conv2d(64, 64, 3)
+        self.prelu3 = nn.PReLU(64)
+        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.conv4 = nn.Conv2d(64, 128, 2)
+        self.prelu4 = nn.PReLU(128)
+        self.dense5 = nn.Linear(1152, 256)
+        self.prelu5 = nn.PReLU(256)
+        self.dense6_1 = nn.Linear(256, 2)
+        self.dense6_2 = nn.Linear(256, 4)
+        self.dense6_3 = nn.Linear(256, 10)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = self.pool3(self.prelu3(self.conv3(x)))
+        x = self.prelu4(self.conv4(x))
+        x = self.prelu5(self.dense5(_flatten_like_caffe(x)))
+        prob = torch.softmax(self.dense6_1(x), dim=1)[:, 1]
+        return self.dense6_2(x), prob, self.dense6_3(x)

@@ -1,0 +1,1 @@
+"""Detector -> model -> post-processing chains, each built on runtime Sessions."""

@@ -1,0 +1,113 @@
+"""Turn whatever a caller hands us (path, bytes, array) into a checked RGB uint8 image.
+
+OpenCV decodes partially truncated files with only a warning and returns None for
+garbage, so files are checked for their end marker first and every failure becomes an
+:class:`InputError` that names the problem.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_sdk.errors import InputError
+
+ImageInput = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray
+
+MAX_PIXELS = 89_478_485  # same decompression-bomb cap as Pillow
+MIN_SIDE = 12  # the smallest window the face detector can look at
+COLOR_ORDERS = ("rgb", "bgr")
+
+
+def _check_complete(data: bytes, name: str) -> None:
+    """Reject empty files and JPEG/PNG files cut short (cv2 would decode them partially)."""
+    if not data:
+        raise InputError(f"{name}: empty (0 bytes), not an image")
+    if data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in data[-64:]:
+        raise InputError(f"{name}: truncated JPEG (no end-of-image marker)")
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-16:]:
+        raise InputError(f"{name}: truncated PNG (no IEND chunk)")
+
+
+def decode_image(data: bytes, name: str = "image bytes") -> np.ndarray:
+    """Decode encoded bytes (JPEG, PNG, BMP, WebP, ...) to an RGB uint8 array."""
+    _check_complete(data, name)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if decoded is None:
+        raise InputError(f"{name}: not a decodable image (corrupt or unsupported format)")
+    return to_rgb_uint8(decoded, color="bgr", name=name)
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read and decode an image file; every failure names the file."""
+    file = Path(path)
+    if not file.exists():
+        raise InputError(f"{file}: no such file")
+    if not file.is_file():
+        raise InputError(f"{file}: not a regular file")
+    return decode_image(file.read_bytes(), name=str(file))
+
+
+def to_rgb_uint8(array: np.ndarray, *, color: str = "rgb", name: str = "image array") -> np.ndarray:
+    """Validate an image array and convert it to contiguous (H, W, 3) RGB uint8.
+
+    Accepts gray (H, W) or (H, W, 1), colour (H, W, 3) and (H, W, 4) with alpha, as uint8,
+    uint16 (scaled by 1/257) or float in [0, 1]. ``color`` says whether 3/4-channel input
+    is RGB(A) or BGR(A) (OpenCV's order).
+    """
+    if color not in COLOR_ORDERS:
+        raise InputError(f"color must be one of {COLOR_ORDERS}, got {color!r}")
+    if not isinstance(array, np.ndarray):
+        raise InputError(f"{name}: expected a numpy array, got {type(array).__name__}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise InputError(
+            f"{name}: shape {array.shape} is not an image; expected (H, W), (H, W, 1), "
+            "(H, W, 3) or (H, W, 4)"
+        )
+    height, width = array.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise InputError(f"{name}: {width}x{height} is too small (minimum side {MIN_SIDE} px)")
+    if height * width > MAX_PIXELS:
+        raise InputError(f"{name}: {width}x{height} exceeds the {MAX_PIXELS} pixel limit")
+    array = _to_uint8(array, name)
+    if array.ndim == 2:
+        return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB)
+    if array.shape[2] == 4:
+        code = cv2.COLOR_BGRA2RGB if color == "bgr" else cv2.COLOR_RGBA2RGB
+        return cv2.cvtColor(array, code)
+    return np.ascontiguousarray(array[:, :, ::-1] if color == "bgr" else array)
+
+
+def _to_uint8(array: np.ndarray, name: str) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16:
+        return (array.astype(np.uint32) // 257).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise InputError(f"{name}: contains NaN or infinite values")
+        low, high = float(array.min()), float(array.max())
+        if low < 0.0 or high > 1.0:
+            raise InputError(
+                f"{name}: float images must lie in [0, 1], found [{low:g}, {high:g}] "
+                "(divide 0-255 data by 255)"
+            )
+        return np.round(array * 255.0).astype(np.uint8)
+    raise InputError(f"{name}: unsupported dtype {array.dtype} (use uint8, uint16 or float)")
+
+
+def load_image(image: ImageInput, *, color: str = "rgb") -> np.ndarray:
+    """Any supported input -> checked RGB uint8 (H, W, 3). ``color`` applies to arrays only."""
+    if isinstance(image, np.ndarray):
+        return to_rgb_uint8(image, color=color)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return decode_image(bytes(image))
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    raise InputError(f"unsupported image input of type {type(image).__name__}")

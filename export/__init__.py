@@ -1,0 +1,1 @@
+"""PyTorch -> ONNX export per family, third-party weight import, and bundle writing."""

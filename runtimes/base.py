@@ -1,0 +1,124 @@
+"""The Backend protocol and its registry.
+
+Every runtime (ONNX Runtime per execution provider, the PyTorch reference, later TensorRT)
+registers one object here; nothing else in the SDK branches on backend names.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from edge_sdk.bundle import ModelBundle
+from edge_sdk.device import DeviceInfo
+from edge_sdk.errors import BackendError
+from edge_sdk.manifest import Artifact, GraphSpec
+
+
+@dataclass(frozen=True)
+class Support:
+    """Whether a backend can run an artifact on a device, and why (shown to users)."""
+
+    ok: bool
+    reason: str
+
+
+@runtime_checkable
+class Session(Protocol):
+    """An opened graph. ``run`` maps input names to arrays and returns every output by name."""
+
+    backend: str
+    precision: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    thread_safe: bool
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class Backend(Protocol):
+    """A runtime that can open some artifacts on some devices.
+
+    ``rank`` orders candidates: lower runs first when several backends can serve a graph.
+    ``automatic`` is False for reference backends that run only when asked for by name;
+    ``formats`` are the artifact formats it reads at all (others are not even candidates).
+    """
+
+    name: str
+    rank: int
+    automatic: bool
+    formats: frozenset[str]
+
+    def is_available(self) -> bool: ...
+
+    def supports(self, graph: GraphSpec, artifact: Artifact, device: DeviceInfo) -> Support: ...
+
+    def open(self, bundle: ModelBundle, graph: GraphSpec, artifact: Artifact) -> Session: ...
+
+
+_REGISTRY: dict[str, Backend] = {}
+# Modules that register backends on import; importing them must not need optional libraries.
+_BACKEND_MODULES = ("runtimes.onnxruntime_backend", "runtimes.torch_backend")
+
+
+def register_backend(backend: Backend) -> Backend:
+    """Add a backend to the registry (module import time)."""
+    if backend.name in _REGISTRY:
+        raise ValueError(f"backend {backend.name!r} registered twice")
+    _REGISTRY[backend.name] = backend
+    return backend
+
+
+def _ensure_loaded() -> None:
+    for module in _BACKEND_MODULES:
+        importlib.import_module(module)
+
+
+def all_backends() -> tuple[Backend, ...]:
+    """Every registered backend in rank order, available or not."""
+    _ensure_loaded()
+    return tuple(sorted(_REGISTRY.values(), key=lambda b: (b.rank, b.name)))
+
+
+def available_backends() -> tuple[Backend, ...]:
+    """Registered backends whose libraries import on this machine, in rank order."""
+    return tuple(b for b in all_backends() if b.is_available())
+
+
+def get_backend(name: str) -> Backend:
+    """Look a backend up by name; unknown names list the known ones."""
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise BackendError(f"unknown backend {name!r}; known: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def check_feeds(graph: GraphSpec, feeds: dict[str, np.ndarray]) -> None:
+    """Refuse missing inputs, wrong ranks/dtypes and sizes outside the manifest's profile."""
+    for spec in graph.inputs:
+        if spec.name not in feeds:
+            raise BackendError(f"graph {graph.name!r} needs input {spec.name!r}")
+        array = feeds[spec.name]
+        if array.dtype != np.dtype(spec.dtype):
+            raise BackendError(
+                f"{graph.name}.{spec.name}: dtype {array.dtype}, expected {spec.dtype}"
+            )
+        if array.ndim != len(spec.shape):
+            raise BackendError(
+                f"{graph.name}.{spec.name}: shape {array.shape}, expected {spec.shape}"
+            )
+        for size, dim in zip(array.shape, spec.shape, strict=True):
+            if isinstance(dim, int) and size != dim:
+                raise BackendError(
+                    f"{graph.name}.{spec.name}: shape {array.shape}, expected {spec.shape}"
+                )
+            if isinstance(dim, str):
+                limits = graph.dims[dim]
+                if not limits.min <= size <= limits.max:
+                    raise BackendError(
+                        f"{graph.name}.{spec.name}: {dim}={size} outside the exported range "
+                        f"[{limits.min}, {limits.max}]"
+                    )

@@ -1,0 +1,86 @@
+"""Selection policy: which backend runs a graph on this device, with the reason for each.
+
+Candidates are every (backend, artifact) pair for the graph, ordered by backend rank and
+then by precision preference (int8, fp16, fp32 on accelerators; int8 before fp32 on CPU
+only when the bundle carries a calibrated INT8 artifact). A requested backend or precision
+is a constraint, never a hint: when nothing satisfies it the call fails, it is not downgraded.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from edge_sdk.bundle import ModelBundle
+from edge_sdk.device import DeviceInfo
+from edge_sdk.errors import BackendError
+from edge_sdk.manifest import Artifact, Manifest
+from runtimes.base import Backend, Session, all_backends, get_backend
+
+log = logging.getLogger(__name__)
+_PRECISION_ORDER = {"int8": 0, "fp16": 1, "fp32": 2}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to run a graph, whether it is usable here, and why."""
+
+    backend: str
+    artifact: Artifact
+    usable: bool
+    reason: str
+
+    def describe(self) -> str:
+        """One line for logs and ``edge-sdk devices``."""
+        mark = "ok " if self.usable else "no "
+        return f"{mark}{self.backend:<13} {self.artifact.precision:<5} {self.reason}"
+
+
+def rank_candidates(
+    manifest: Manifest,
+    graph_name: str,
+    device: DeviceInfo,
+    *,
+    backend: str | None = None,
+    precision: str | None = None,
+) -> list[Candidate]:
+    """Every candidate for ``graph_name``, usable ones first in the order they would be tried."""
+    graph = manifest.graph(graph_name)
+    backends: tuple[Backend, ...] = (get_backend(backend),) if backend else all_backends()
+    ranked: list[tuple[tuple[int, int, int], Candidate]] = []
+    for b in backends:
+        for artifact in manifest.artifacts_for(graph_name):
+            if artifact.format not in b.formats:
+                continue
+            support = b.supports(graph, artifact, device)
+            usable, reason = support.ok, support.reason
+            if usable and precision and artifact.precision != precision:
+                usable, reason = False, f"precision {artifact.precision} != requested {precision}"
+            if usable and backend is None and not b.automatic:
+                usable, reason = False, f"{reason}; reference only, request it by name"
+            key = (0 if usable else 1, b.rank, _PRECISION_ORDER.get(artifact.precision, 9))
+            ranked.append((key, Candidate(b.name, artifact, usable, reason)))
+    return [c for _, c in sorted(ranked, key=lambda item: item[0])]
+
+
+def open_graph(
+    bundle: ModelBundle,
+    graph_name: str,
+    device: DeviceInfo,
+    *,
+    backend: str | None = None,
+    precision: str | None = None,
+) -> Session:
+    """Open ``graph_name`` with the best usable candidate; fail with every reason otherwise."""
+    candidates = rank_candidates(
+        bundle.manifest, graph_name, device, backend=backend, precision=precision
+    )
+    usable = [c for c in candidates if c.usable]
+    if not usable:
+        reasons = "; ".join(f"{c.backend}/{c.artifact.precision}: {c.reason}" for c in candidates)
+        raise BackendError(f"no backend can run graph {graph_name!r} here ({reasons or 'none'})")
+    chosen = usable[0]
+    log.info("graph %s -> %s (%s)", graph_name, chosen.backend, chosen.reason)
+    return get_backend(chosen.backend).open(
+        bundle, bundle.manifest.graph(graph_name), chosen.artifact
+    )

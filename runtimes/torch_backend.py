@@ -1,0 +1,86 @@
+"""The PyTorch reference backend: rebuilds the module named in the manifest, loads safetensors.
+
+It is what the exported graphs are compared against, so it is never picked automatically
+ahead of a deployment backend; ask for it by name (``backend="torch"``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge_sdk.bundle import ModelBundle
+from edge_sdk.device import DeviceInfo
+from edge_sdk.errors import BackendError
+from edge_sdk.manifest import Artifact, GraphSpec
+from runtimes.base import Support, check_feeds, register_backend
+
+
+def load_safetensors_module(bundle: ModelBundle, graph: GraphSpec, artifact: Artifact) -> Any:
+    """Rebuild ``graph.architecture`` and load the artifact's tensors strictly."""
+    from safetensors.torch import load as load_tensors
+
+    from edge_sdk.models import build_module
+
+    module = build_module(graph.architecture, graph.config)
+    try:
+        state = load_tensors(bundle.read_artifact(artifact))
+        module.load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError) as exc:
+        raise BackendError(
+            f"weights {artifact.path} do not fit {graph.architecture}: {exc}"
+        ) from exc
+    return module.eval()
+
+
+class TorchSession:
+    """Runs the reference module under ``torch.inference_mode``; serialised by a lock."""
+
+    thread_safe = True
+
+    def __init__(self, graph: GraphSpec, module: Any) -> None:
+        self.graph = graph
+        self._module = module
+        self._lock = threading.Lock()
+        self.backend = "torch"
+        self.precision = "fp32"
+        self.inputs = tuple(t.name for t in graph.inputs)
+        self.outputs = tuple(t.name for t in graph.outputs)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        check_feeds(self.graph, feeds)
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in self.inputs]
+        with self._lock, torch.inference_mode():
+            result = self._module(*args)
+        values = result if isinstance(result, tuple) else (result,)
+        return {n: v.numpy() for n, v in zip(self.outputs, values, strict=True)}
+
+
+@dataclass(frozen=True)
+class TorchBackend:
+    """PyTorch eager on the CPU: the reference every exported graph must match."""
+
+    name: str = "torch"
+    rank: int = 90
+    automatic: bool = False
+    formats: frozenset[str] = frozenset({"safetensors"})
+
+    def is_available(self) -> bool:
+        return importlib.util.find_spec("torch") is not None
+
+    def supports(self, graph: GraphSpec, artifact: Artifact, device: DeviceInfo) -> Support:
+        if not self.is_available():
+            return Support(False, "torch is not installed (pip install 'edge-sdk[torch]')")
+        return Support(True, "PyTorch eager reference (fp32, CPU)")
+
+    def open(self, bundle: ModelBundle, graph: GraphSpec, artifact: Artifact) -> TorchSession:
+        return TorchSession(graph, load_safetensors_module(bundle, graph, artifact))
+
+
+register_backend(TorchBackend())
