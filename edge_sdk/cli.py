@@ -73,7 +73,8 @@ def predict(
         return
     for path, prediction in results:
         if not prediction.faces:
-            console.print(f"{path}: no face found ({prediction.timings_ms['total']:.1f} ms)")
+            total = prediction.timings_ms["total"]
+            console.print(f"{path}: no face found ({total:.1f} ms)", soft_wrap=True)
             continue
         table = Table(title=f"{path} ({prediction.timings_ms['total']:.1f} ms)")
         for column in ("#", "label", "p", "box (x1, y1, x2, y2)", "face score"):

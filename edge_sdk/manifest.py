@@ -207,13 +207,13 @@ class Manifest:
                 schema_version=version,
                 family=_str(data["family"]),
                 variant=_str(data["variant"]),
-                labels=tuple(_str(x) for x in data["labels"]),
-                graphs=tuple(_graph(g) for g in data["graphs"]),
-                artifacts=tuple(Artifact(**_obj(a)) for a in data["artifacts"]),
+                labels=tuple(_str(x) for x in _list(data["labels"])),
+                graphs=tuple(_graph(g) for g in _list(data["graphs"])),
+                artifacts=tuple(Artifact(**_obj(a)) for a in _list(data["artifacts"])),
                 preprocessing={
                     _str(k): _preprocessing(v) for k, v in _obj(data["preprocessing"]).items()
                 },
-                weights=tuple(WeightSource(**_obj(w)) for w in data["weights"]),
+                weights=tuple(WeightSource(**_obj(w)) for w in _list(data["weights"])),
                 provenance={_str(k): _str(v) for k, v in _obj(data["provenance"]).items()},
                 calibration=Calibration(**_obj(calibration)) if calibration else None,
                 parity={_str(k): float(v) for k, v in _obj(data.get("parity", {})).items()},
@@ -233,6 +233,12 @@ def _str(value: Any) -> str:
     return value
 
 
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ManifestError(f"expected a list, got {type(value).__name__}")
+    return value
+
+
 def _obj(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ManifestError(f"expected an object, got {type(value).__name__}")
@@ -241,7 +247,7 @@ def _obj(value: Any) -> dict[str, Any]:
 
 def _tensor(data: Any) -> TensorSpec:
     data = _obj(data)
-    shape = tuple(d if isinstance(d, str) else int(d) for d in data["shape"])
+    shape = tuple(d if isinstance(d, str) else int(d) for d in _list(data["shape"]))
     return TensorSpec(name=_str(data["name"]), dtype=_str(data["dtype"]), shape=shape)
 
 
@@ -250,8 +256,8 @@ def _graph(data: Any) -> GraphSpec:
     return GraphSpec(
         name=_str(data["name"]),
         architecture=_str(data["architecture"]),
-        inputs=tuple(_tensor(t) for t in data["inputs"]),
-        outputs=tuple(_tensor(t) for t in data["outputs"]),
+        inputs=tuple(_tensor(t) for t in _list(data["inputs"])),
+        outputs=tuple(_tensor(t) for t in _list(data["outputs"])),
         dims={_str(k): DimRange(**_obj(v)) for k, v in _obj(data.get("dims", {})).items()},
         config=_obj(data.get("config", {})),
     )

@@ -73,7 +73,8 @@ class OrtBackend:
             session = onnxruntime.InferenceSession(
                 bundle.read_artifact(artifact), options, providers=[self.provider]
             )
-        except (RuntimeError, ValueError) as exc:  # ORT raises its own subclasses of these
+        # ORT's pybind errors (InvalidProtobuf, Fail, InvalidGraph, ...) share no public base.
+        except Exception as exc:
             raise BackendError(f"ONNX Runtime cannot open {artifact.path}: {exc}") from exc
         return OrtSession(graph, session, self.name, artifact.precision)
 
