@@ -159,6 +159,9 @@ def export(
     checkpoint: Annotated[
         Path | None, typer.Option(help="Weights to export instead of the defaults.")
     ] = None,
+    config: Annotated[
+        str | None, typer.Option(help="Size (tiny, edge) or JSON file, for our own families.")
+    ] = None,
 ) -> None:
     """Export a family to an ONNX bundle (checked against PyTorch before it is written)."""
     try:
@@ -168,7 +171,7 @@ def export(
             InputError(f"export needs torch: pip install 'edge-sdk[torch]' ({exc})")
         ) from exc
     try:
-        bundle = export_family(family, out, checkpoint)
+        bundle = export_family(family, out, checkpoint, config)
     except EdgeSDKError as exc:
         raise _fail(exc) from exc
     table = Table(title=f"{family} -> {bundle.root}")

@@ -18,7 +18,7 @@ import numpy as np
 from edge_sdk.errors import EdgeSDKError
 from edge_sdk.manifest import GraphSpec, Preprocessing, WeightSource
 
-_DEFINING_MODULES = ("edge_sdk.models.face_fer7",)
+FAMILY_MODULE_PREFIX = "family_"  # edge_sdk/models/family_*.py register one family each
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,47 @@ class FamilyBuild:
 
 
 @dataclass(frozen=True)
+class TrainingRecipe:
+    """How a family is built, trained and exported from its own PyTorch code.
+
+    Attributes:
+        configs: named sizes, at least ``"tiny"`` (tests) and ``"edge"`` (deployment);
+            each a frozen dataclass whose fields are JSON values.
+        config_type: the config dataclass, to rebuild a config from JSON.
+        make_model: config -> the whole training model (``nn.Module``).
+        synthetic_batch: (config, numpy Generator, batch size) -> a dict of tensors with
+            learnable structure (labels depend on inputs), so a few steps lower the loss.
+        loss: (model, batch) -> scalar tensor, the family's full training objective.
+        export_build: (trained model, config) -> FamilyBuild: the inference graphs as
+            registered architectures, with example inputs at several dynamic sizes.
+    """
+
+    configs: dict[str, Any]
+    config_type: type
+    make_model: Callable[[Any], Any]
+    synthetic_batch: Callable[[Any, np.random.Generator, int], dict[str, Any]]
+    loss: Callable[[Any, dict[str, Any]], Any]
+    export_build: Callable[[Any, Any], FamilyBuild]
+
+
+@dataclass(frozen=True)
 class Family:
-    """A registered family: its task, and a builder taking an optional checkpoint."""
+    """A registered family: its task, and a builder taking an optional checkpoint.
+
+    Families that import third-party weights give ``build(checkpoint)``. Families trained
+    with our own code give a :class:`TrainingRecipe` instead; their checkpoints are
+    safetensors files written by :func:`edge_sdk.models.training.save_checkpoint`.
+    """
 
     name: str
     task: str
     description: str
-    build: Callable[[Path | None], FamilyBuild]
+    build: Callable[[Path | None], FamilyBuild] | None = None
+    recipe: TrainingRecipe | None = None
+
+    def __post_init__(self) -> None:
+        if (self.build is None) == (self.recipe is None):
+            raise ValueError(f"family {self.name}: give exactly one of build or recipe")
 
 
 _FAMILIES: dict[str, Family] = {}
@@ -64,10 +98,16 @@ def register_family(family: Family) -> Family:
     return family
 
 
+def load_family_modules() -> None:
+    """Import every ``edge_sdk/models/family_*.py``; adding a family touches no list."""
+    package = Path(__file__).parent
+    for module in sorted(package.glob(f"{FAMILY_MODULE_PREFIX}*.py")):
+        importlib.import_module(f"edge_sdk.models.{module.stem}")
+
+
 def families() -> tuple[Family, ...]:
     """Every registered family, sorted by name."""
-    for module in _DEFINING_MODULES:
-        importlib.import_module(module)
+    load_family_modules()
     return tuple(_FAMILIES[n] for n in sorted(_FAMILIES))
 
 

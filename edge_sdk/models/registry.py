@@ -12,7 +12,7 @@ from typing import Any
 
 from edge_sdk.errors import BundleError
 
-# Modules that register architectures when imported; imported lazily (they need torch).
+# Shared building blocks that register architectures; family modules are found by name.
 _DEFINING_MODULES = ("edge_sdk.models.mtcnn", "edge_sdk.models.mini_xception")
 _ARCHITECTURES: dict[str, Callable[..., Any]] = {}
 
@@ -30,8 +30,11 @@ def register_architecture(name: str) -> Callable[[Callable[..., Any]], Callable[
 
 
 def _load_definitions() -> None:
+    from edge_sdk.models.families import load_family_modules
+
     for module in _DEFINING_MODULES:
         importlib.import_module(module)
+    load_family_modules()
 
 
 def architectures() -> tuple[str, ...]:
