@@ -125,9 +125,24 @@ def write_bundle(family: str, build: FamilyBuild, out_dir: Path) -> ModelBundle:
 
 
 def export_family(
-    name: str, out_dir: str | Path, checkpoint: str | Path | None = None
+    name: str,
+    out_dir: str | Path,
+    checkpoint: str | Path | None = None,
+    config: str | Path | None = None,
 ) -> ModelBundle:
-    """Build the family's modules (default or given weights) and write a verified bundle."""
+    """Build the family's modules (default or given weights) and write a verified bundle.
+
+    ``config`` (a size name or JSON file) applies to families trained with our own code
+    when no checkpoint is given; a checkpoint carries its own config.
+    """
     family = get_family(name)
-    build = family.build(Path(checkpoint) if checkpoint else None)
+    weights = Path(checkpoint) if checkpoint else None
+    if family.recipe is not None:
+        from edge_sdk.models.training import build_from_checkpoint
+
+        build = build_from_checkpoint(family, weights, config or "edge")
+    else:
+        if config is not None:
+            raise ExportError(f"{name} takes its architecture from its weights, not --config")
+        build = family.build(weights)
     return write_bundle(family.name, build, Path(out_dir))
