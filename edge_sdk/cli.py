@@ -184,6 +184,64 @@ def export(
     console.print(table)
 
 
+@app.command()
+def train(
+    family: Annotated[str, typer.Argument(help="Family trained with edge-sdk's code.")],
+    out: Annotated[Path, typer.Option(help="Checkpoint file to write (.safetensors).")],
+    config: Annotated[str, typer.Option(help="Size (tiny, edge) or a JSON file.")] = "tiny",
+    data: Annotated[
+        str, typer.Option(help="'synthetic' (generated, learnable) - data set adapters follow.")
+    ] = "synthetic",
+    epochs: Annotated[int, typer.Option(min=1)] = 5,
+    batches: Annotated[int, typer.Option(min=1, help="Batches per epoch.")] = 8,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Train a family on generated data and write a checkpoint that `export` accepts."""
+    from rich.progress import Progress
+
+    try:
+        from edge_sdk.models.families import get_family
+        from edge_sdk.models.training import (
+            resolve_config,
+            save_checkpoint,
+            synthetic_batches,
+        )
+        from edge_sdk.models.training import train as run_training
+    except ImportError as exc:
+        raise _fail(
+            InputError(f"train needs torch: pip install 'edge-sdk[torch]' ({exc})")
+        ) from exc
+    try:
+        spec = get_family(family)
+        if spec.recipe is None:
+            raise InputError(f"{family} imports pretrained weights; it is not trained here")
+        if data != "synthetic":
+            raise InputError(f"unknown data source {data!r}; supported: synthetic")
+        resolved = resolve_config(spec.recipe, config)
+        generated = synthetic_batches(spec.recipe, resolved, seed, batch_size, batches)
+        with Progress(console=errors, transient=True) as progress:
+            task = progress.add_task(f"training {family}", total=epochs * batches)
+            model, losses = run_training(
+                spec,
+                resolved,
+                generated,
+                epochs=epochs,
+                lr=lr,
+                seed=seed,
+                on_step=lambda step, loss: progress.update(task, completed=step),
+            )
+        path = save_checkpoint(out, family, model, resolved)
+    except EdgeSDKError as exc:
+        raise _fail(exc) from exc
+    first, last = sum(losses[:batches]) / batches, sum(losses[-batches:]) / batches
+    console.print(
+        f"{family}: loss {first:.4f} (epoch 1) -> {last:.4f} (epoch {epochs}); checkpoint {path}",
+        soft_wrap=True,
+    )
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

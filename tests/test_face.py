@@ -124,3 +124,13 @@ def test_bad_call_arguments(recognizer, astronaut) -> None:
         recognizer.predict(astronaut, color="hsv")
     with pytest.raises(InputError, match="unsupported image input"):
         recognizer.predict(12345)
+
+
+def test_concurrent_callers_get_the_sequential_answers(recognizer, astronaut, faceless) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [astronaut, faceless, astronaut[::-1].copy(), astronaut[:, ::-1].copy()] * 3
+    sequential = [recognizer.predict(i).to_dict()["faces"] for i in images]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = [r.to_dict()["faces"] for r in pool.map(recognizer.predict, images)]
+    assert concurrent == sequential
