@@ -70,10 +70,10 @@ def _number(text: str, column: str, where: str, kind: type) -> float | int:
         raise InputError(f"{where}: column {column!r} is not a number: {text!r}") from None
 
 
-def _parse_row(row: dict[str, str], where: str) -> AffectNetRecord:
-    box = tuple(
-        int(_number(row[c], c, where, int)) for c in ("face_x", "face_y", "face_width", "face_height")
-    )
+def _parse_row(row: dict[str, str], path: Path, line: int) -> AffectNetRecord:
+    where = f"{path}:{line}"
+    box_columns = ("face_x", "face_y", "face_width", "face_height")
+    box = tuple(int(_number(row[c], c, where, int)) for c in box_columns)
     if box[2] <= 0 or box[3] <= 0:
         raise InputError(f"{where}: face box has non-positive size {box[2]}x{box[3]}")
     marks = row["facial_landmarks"].strip()
@@ -90,10 +90,10 @@ def _parse_row(row: dict[str, str], where: str) -> AffectNetRecord:
     for name, value in (("valence", valence), ("arousal", arousal)):
         if value != INVALID_RATING and not -1.0 <= value <= 1.0:
             raise InputError(f"{where}: {name} {value} outside [-1, 1] (and not -2)")
-    path = row["subDirectory_filePath"].strip()
-    if not path:
+    name = row["subDirectory_filePath"].strip()
+    if not name:
         raise InputError(f"{where}: empty subDirectory_filePath")
-    return AffectNetRecord(path, box, landmarks, expression, valence, arousal, 0)
+    return AffectNetRecord(name, box, landmarks, expression, valence, arousal, line)
 
 
 def read_affectnet_csv(
@@ -122,11 +122,9 @@ def read_affectnet_csv(
         if missing:
             raise InputError(f"{path}:1: AffectNet CSV lacks columns {missing} (header {header})")
         for row in reader:
-            where = f"{path}:{reader.line_num}"
             if any(row.get(c) is None for c in AFFECTNET_COLUMNS):
-                raise InputError(f"{where}: row has fewer fields than the header")
-            record = _parse_row(row, where)
-            record = AffectNetRecord(**{**record.__dict__, "line": reader.line_num})
+                raise InputError(f"{path}:{reader.line_num}: row has fewer fields than the header")
+            record = _parse_row(row, path, reader.line_num)
             if valid_valence_arousal_only and not record.has_valence_arousal:
                 continue
             records.append(record)
