@@ -1,4 +1,5 @@
-"""INT8 calibration: data readers per modality, ONNX Runtime QDQ quantisation, TensorRT cache.
+"""INT8 calibration: calibration data, recorded graph inputs, ONNX Runtime QDQ quantisation.
 
-Not implemented yet (tracked as its own issue); the package exists so the layout is stable.
+One reader contract (ONNX Runtime's ``get_next()``) feeds both ONNX Runtime's static
+quantisation and, on TensorRT 8.x, the implicit-calibration path.
 """

@@ -3,6 +3,11 @@
 The algorithm is plain numpy/OpenCV around three Sessions, so the ONNX Runtime graphs
 and the PyTorch reference run through exactly the same pre- and post-processing; only
 the networks differ. Boxes are (x1, y1, x2, y2) in pixels of the input image.
+
+Every step reproduces the reference cascade bit for bit (same resizes, same float32
+arithmetic, same greedy NMS order); the speed-ups only remove temporaries and per-box
+Python work. Most of the remaining time is the nets themselves and the exact INTER_AREA
+pyramid, whose cost grows with the source image for every level.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from runtimes.base import Session
 
 PNET_STRIDE = 2
 PNET_CELL = 12
+_NMS_PAIRWISE_MAX = 1024  # 1024^2 float32 overlaps: 4 MB per temporary
 
 
 @dataclass(frozen=True)
@@ -43,23 +49,64 @@ class Detections:
 
 def normalize(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
     """RGB (..., H, W, 3) -> NCHW float32 with the manifest's scale/mean/std."""
-    mean = np.asarray(prep.mean, dtype=np.float32)
+    return _to_nchw(pixels, prep)
+
+
+def _to_nchw(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """Scale, centre and transpose in one output buffer: the same float32 operations as
+    ``(x * scale - mean) / std`` followed by a transpose, but without three temporaries.
+
+    Dividing by a std of exactly 1 is skipped; it cannot change a float. Inputs other than
+    uint8 and float32 are rounded to float32 first, as ``astype`` did.
+    """
+    if pixels.dtype not in (np.uint8, np.float32):
+        pixels = pixels.astype(np.float32)
+    shape = (*pixels.shape[:-3], pixels.shape[-1], *pixels.shape[-3:-1])
+    out = np.empty(shape, dtype=np.float32)
+    np.multiply(np.moveaxis(pixels, -1, -3), np.float32(prep.scale), out=out)
+    out -= np.asarray(prep.mean, dtype=np.float32).reshape(-1, 1, 1)
     std = np.asarray(prep.std, dtype=np.float32)
-    x = (pixels.astype(np.float32) * np.float32(prep.scale) - mean) / std
-    return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+    if np.any(std != 1):
+        out /= std.reshape(-1, 1, 1)
+    return out
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
     """Greedy non-maximum suppression; returns kept indices, best score first.
 
     ``mode="min"`` divides the overlap by the smaller box (MTCNN's last stage), which
-    suppresses a small box nested inside a larger one.
+    suppresses a small box nested inside a larger one. Up to ``_NMS_PAIRWISE_MAX`` boxes
+    the overlaps are computed at once (the per-box loop of numpy calls dominated the
+    post-processing); beyond that the memory of the pairwise matrix is not worth it.
     """
     if boxes.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
+    order = np.argsort(-scores, kind="stable")
+    if order.size > _NMS_PAIRWISE_MAX:
+        return _nms_loop(boxes, order, threshold, mode)
+    x1, y1, x2, y2 = (boxes[order, k] for k in range(4))
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    w = np.maximum(0.0, np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1) + 1)
+    h = np.maximum(0.0, np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1) + 1)
+    inter = w * h
+    if mode == "min":
+        overlap = inter / np.minimum(area[:, None], area)
+    else:
+        overlap = inter / (area[:, None] + area - inter)
+    survives = overlap <= threshold  # a NaN overlap suppresses, as in the loop
+    alive = np.ones(order.size, dtype=bool)
+    keep: list[int] = []
+    for i in range(order.size):
+        if alive[i]:
+            keep.append(i)
+            alive &= survives[i]
+    return order[keep]
+
+
+def _nms_loop(boxes: np.ndarray, order: np.ndarray, threshold: float, mode: str) -> np.ndarray:
+    """Greedy NMS one kept box at a time: O(n) memory for very many boxes."""
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     area = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
     while order.size:
         best, rest = order[0], order[1:]
@@ -96,19 +143,28 @@ def regress(boxes: np.ndarray, offsets: np.ndarray, inclusive: bool) -> np.ndarr
 
 
 def crop_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """Crops (zero-padded where a box leaves the image) resized to size x size, RGB float."""
+    """Crops (zero-padded where a box leaves the image) resized to size x size, RGB float.
+
+    A box inside the image is resized straight from a float copy of its window; only boxes
+    that leave the image pay for a zero-padded patch.
+    """
     height, width = image.shape[:2]
     crops = np.zeros((boxes.shape[0], size, size, 3), dtype=np.float32)
-    for i, (x1, y1, x2, y2) in enumerate(np.trunc(boxes[:, :4]).astype(np.int64)):
-        bw, bh = int(x2 - x1 + 1), int(y2 - y1 + 1)
+    corners = np.trunc(boxes[:, :4]).astype(np.int64).tolist()
+    for i, (x1, y1, x2, y2) in enumerate(corners):
+        bw, bh = x2 - x1 + 1, y2 - y1 + 1
         if bw < 2 or bh < 2:
             continue
-        patch = np.zeros((bh, bw, 3), dtype=np.float32)
         sx1, sy1 = max(x1, 0), max(y1, 0)
         sx2, sy2 = min(x2 + 1, width), min(y2 + 1, height)
         if sx2 <= sx1 or sy2 <= sy1:
             continue
-        patch[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = image[sy1:sy2, sx1:sx2]
+        window = image[sy1:sy2, sx1:sx2]
+        if sx2 - sx1 == bw and sy2 - sy1 == bh:
+            patch = window.astype(np.float32)
+        else:
+            patch = np.zeros((bh, bw, 3), dtype=np.float32)
+            patch[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = window
         crops[i] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
     return crops
 
@@ -148,19 +204,10 @@ class MTCNNDetector:
         for scale in pyramid_scales(height, width, self.config):
             size = (int(width * scale + 1), int(height * scale + 1))
             level = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-            out = self.pnet.run({"image": normalize(level, self.preprocessing)[None]})
-            prob, offsets = out["prob"][0], out["offsets"][0]
-            ys, xs = np.nonzero(prob >= self.config.thresholds[0])
-            if ys.size == 0:
-                continue
-            cells = np.stack([xs, ys], axis=1).astype(np.float32)
-            top_left = np.floor((PNET_STRIDE * cells + 1) / scale)
-            bottom_right = np.floor((PNET_STRIDE * cells + PNET_CELL) / scale)
-            boxes = np.concatenate([top_left, bottom_right], axis=1)
-            scores = prob[ys, xs]
-            keep = nms(boxes, scores, 0.5)
-            regs = offsets[:, ys, xs].T
-            found.append(np.concatenate([boxes, scores[:, None], regs], axis=1)[keep])
+            out = self.pnet.run({"image": _to_nchw(level[None], self.preprocessing)})
+            cand = self._cells(out["prob"][0], out["offsets"][0], scale)
+            if cand.shape[0]:
+                found.append(cand)
         if not found:
             return np.zeros((0, 5), dtype=np.float32)
         cand = np.concatenate(found)
@@ -168,11 +215,25 @@ class MTCNNDetector:
         boxes = square(regress(cand[:, :4], cand[:, 5:9], inclusive=False))
         return np.concatenate([boxes, cand[:, 4:5]], axis=1)
 
+    def _cells(self, prob: np.ndarray, offsets: np.ndarray, scale: float) -> np.ndarray:
+        """One level's P-Net maps -> (n, 9) boxes, score, offsets after the per-level NMS."""
+        ys, xs = np.nonzero(prob >= self.config.thresholds[0])
+        if ys.size == 0:
+            return np.zeros((0, 9), dtype=np.float32)
+        cells = np.stack([xs, ys], axis=1).astype(np.float32)
+        top_left = np.floor((PNET_STRIDE * cells + 1) / scale)
+        bottom_right = np.floor((PNET_STRIDE * cells + PNET_CELL) / scale)
+        boxes = np.concatenate([top_left, bottom_right], axis=1)
+        scores = prob[ys, xs]
+        keep = nms(boxes, scores, 0.5)
+        regs = offsets[:, ys[keep], xs[keep]].T
+        return np.concatenate([boxes[keep], scores[keep, None], regs], axis=1)
+
     def _run_batched(self, session: Session, crops: np.ndarray) -> dict[str, np.ndarray]:
         parts: list[dict[str, np.ndarray]] = []
         step = self.config.max_batch
         for start in range(0, crops.shape[0], step):
-            batch = normalize(crops[start : start + step], self.preprocessing)
+            batch = _to_nchw(crops[start : start + step], self.preprocessing)
             parts.append(session.run({"image": batch}))
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,10 @@ from edge_sdk.device import DeviceInfo
 from edge_sdk.pipelines.detector import DetectorConfig, MTCNNDetector
 from edge_sdk.preprocess.face import face_tensor
 from edge_sdk.preprocess.image import ImageInput, load_image
+from runtimes.base import Session
 from runtimes.selection import open_graph
+
+GRAPHS = ("pnet", "rnet", "onet", "classifier")
 
 
 @dataclass(frozen=True)
@@ -74,14 +78,22 @@ class FacePipeline:
         device: DeviceInfo,
         backend: str | None = None,
         precision: str | None = None,
+        wrap: Callable[[str, Session], Session] | None = None,
     ) -> None:
+        """Open every graph once.
+
+        ``wrap(graph_name, session)`` may decorate each session, e.g. to record the
+        tensors each graph sees for INT8 calibration.
+        """
         manifest = bundle.manifest
         self.labels = manifest.labels
         self.classifier_prep = manifest.preprocessing["classifier"]
         sessions = {
             name: open_graph(bundle, name, device, backend=backend, precision=precision)
-            for name in ("pnet", "rnet", "onet", "classifier")
+            for name in GRAPHS
         }
+        if wrap is not None:
+            sessions = {name: wrap(name, session) for name, session in sessions.items()}
         detector_config = manifest.config.get("detector", {})
         self.detector = MTCNNDetector(
             sessions["pnet"],

@@ -1,0 +1,501 @@
+"""Family ``scene-cocoer``: CocoER multi-level scene emotion recognition (spec section 1).
+
+Steps implemented here (the workspace QP, step 7, runs later in a PyTorch sidecar):
+
+1. Windows: :func:`edge_sdk.preprocess.windows.scene_windows` (context = whole image, body box
+   or a documented expansion of the head box, head box), all resized to ``window_size``.
+2. Backbones R_c, R_b, R_h: one small CNN per level (:class:`LevelBackbone`).
+3. Patch embedding E_m: N = hw/p^2 patches of p^2 c values -> d_h (``attn_dim``).
+4. Cross-level attention T_{h,c}, T_{b,c} and context self-attention T_{c,c}
+   (:class:`CrossLevelAttention`), mean over tokens.
+5. Level heads g_θm: hidden layer(s) to d (= ``clip_embed_dim``, the width the spec gives
+   z_m and z_t), then a bias-free prediction layer θ_l^m (d x k). F = softmax (single-label,
+   CAER-S) or sigmoid (``multi_label``, EMOTIC).
+6. Vocabulary-informed alignment: frozen CLIP image tower u_img, frozen text tower on the
+   prompts -> U_text, ω (d x d) pre-trained by :func:`pretrain_omega` then frozen;
+   z_t = hidden(FFN1(ω^T u_img)), y_t = F(FFN1 output). Only FFN1 trains with CocoER.
+   u_img and U_text are L2-normalised (CLIP's usual practice, so the ω regression does not
+   depend on the towers' scale) and ω starts at the identity.
+
+Exported graphs: ``levels`` (context, body, head -> z_c, z_b, z_h = hidden outputs of g, the
+inputs of θ_l, and ``level_logits`` (batch, 3, k) in c, b, h order, before F) and
+``alignment`` (image -> y_t after F, z_t). The θ_l weights the workspace needs are in the
+``levels`` graph's safetensors (``heads.<level>.predict.weight``).
+
+Training objective (:func:`cocoer_loss`), with L(s, t) = soft-target cross-entropy of logits s
+against a distribution t (softmax) or mean binary cross-entropy (sigmoid):
+
+    L_hier = 1/3 Σ_m [ L(s_m, y) + β L(s_m, sg(y_t)) ]      β = ``pseudo_weight``
+    L_t    = L(s_t, y)                                       trains FFN1 (the review trains
+                                                             it with CocoER, against labels)
+    L_ω    = :func:`omega_loss` with the label weighting     alpha = ``omega_weight``
+    total  = L_hier + L_t + alpha L_ω
+
+y_t is detached as a target (sg): it guides the levels, the levels do not pull it. ω is frozen
+after pre-training, so alpha L_ω carries no gradient in the default recipe (it reports how well the
+frozen alignment fits); unfreezing ω (``requires_grad_``) trains it jointly through this term.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+from edge_sdk.errors import WeightsError
+from edge_sdk.manifest import DimRange, GraphSpec, Preprocessing, TensorSpec
+from edge_sdk.models.clip_towers import (
+    CHAR_VOCAB_SIZE,
+    CLIP_MEAN,
+    CLIP_STD,
+    PromptTokenizer,
+    build_vision_tower,
+    clip_preprocessing,
+    clip_weight_sources,
+    encode_prompts,
+    freeze,
+    load_text_tower,
+    load_vision_tower,
+)
+from edge_sdk.models.families import (
+    BuiltGraph,
+    Family,
+    FamilyBuild,
+    TrainingRecipe,
+    register_family,
+)
+from edge_sdk.models.registry import register_architecture
+from edge_sdk.models.scene_cocoer_blocks import (
+    CrossLevelAttention,
+    LevelBackbone,
+    LevelHead,
+    PatchEmbedding,
+)
+from edge_sdk.preprocess.windows import WINDOW_NAMES
+
+FAMILY = "scene-cocoer"
+CAER_S_LABELS = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+EMOTIC_LABELS = (
+    "affection", "anger", "annoyance", "anticipation", "aversion", "confidence", "disapproval",
+    "disconnection", "disquietment", "doubt/confusion", "embarrassment", "engagement", "esteem",
+    "excitement", "fatigue", "fear", "happiness", "pain", "peace", "pleasure", "sadness",
+    "sensitivity", "suffering", "surprise", "sympathy", "yearning",
+)  # fmt: skip
+PROMPT_TEMPLATE = "a photo of a person who feels {emotion}."
+BATCH = DimRange(1, 1, 16)
+LEVEL_OUTPUTS = ("z_c", "z_b", "z_h")
+
+
+@dataclass(frozen=True)
+class CocoErConfig:
+    """Sizes and settings of CocoER (all JSON values).
+
+    Attributes:
+        window_size: side of the three square windows (H = W).
+        backbone_channels: widths of the backbone stages (each halves the resolution), c last.
+        patch: patch side p on the backbone map (h = w = window_size / 2^stages, divisible by p).
+        attn_dim: d_h, token width of the attention blocks.
+        ffn_mult: FFN0 hidden width = ffn_mult * d_h.
+        head_layers: hidden layers of each g_θm (d_h -> d, then d -> d).
+        vocabulary: class names in label order (k = len).
+        multi_label: F = sigmoid (EMOTIC) instead of softmax (CAER-S).
+        prompt_template: class prompt with an ``{emotion}`` placeholder.
+        pseudo_weight: β, weight of the pseudo-label term of L_hier.
+        omega_weight: alpha, weight of the ω alignment term.
+        workspace_eta: η, step size of the workspace coordination (used by the sidecar).
+        clip_*, text_*: CLIP tower shapes (see :mod:`edge_sdk.models.clip_towers`);
+            ``clip_embed_dim`` is d.
+    """
+
+    window_size: int = 32
+    backbone_channels: tuple[int, ...] = (8, 16)
+    patch: int = 2
+    attn_dim: int = 16
+    ffn_mult: int = 2
+    head_layers: int = 1
+    vocabulary: tuple[str, ...] = CAER_S_LABELS
+    multi_label: bool = False
+    prompt_template: str = PROMPT_TEMPLATE
+    pseudo_weight: float = 0.5
+    omega_weight: float = 1.0
+    workspace_eta: float = 1.0
+    clip_checkpoint: str = ""
+    clip_hidden: int = 32
+    clip_layers: int = 2
+    clip_heads: int = 2
+    clip_mlp: int = 64
+    clip_image_size: int = 32
+    clip_patch: int = 8
+    clip_embed_dim: int = 32
+    clip_act: str = "quick_gelu"
+    text_hidden: int = 32
+    text_layers: int = 2
+    text_heads: int = 2
+    text_mlp: int = 64
+    text_vocab: int = CHAR_VOCAB_SIZE
+    text_max_len: int = 77
+
+    def __post_init__(self) -> None:
+        side = self.window_size // 2 ** len(self.backbone_channels)
+        if side * 2 ** len(self.backbone_channels) != self.window_size or side % self.patch:
+            raise ValueError(
+                f"window_size {self.window_size} must give a backbone map divisible by patch "
+                f"{self.patch} after {len(self.backbone_channels)} stride-2 stages"
+            )
+
+
+_EDGE = {
+    "window_size": 112,
+    "backbone_channels": (24, 48, 96),
+    "patch": 2,
+    "attn_dim": 128,
+    "clip_hidden": 256,
+    "clip_layers": 4,
+    "clip_heads": 4,
+    "clip_mlp": 1024,
+    "clip_image_size": 112,
+    "clip_patch": 16,
+    "clip_embed_dim": 256,
+    "text_hidden": 256,
+    "text_layers": 4,
+    "text_heads": 4,
+    "text_mlp": 1024,
+}
+CONFIGS = {
+    "tiny": CocoErConfig(),
+    "edge": CocoErConfig(**_EDGE),
+    "edge-emotic": CocoErConfig(**_EDGE, vocabulary=EMOTIC_LABELS, multi_label=True),
+}
+
+
+def _config(values: dict[str, Any]) -> CocoErConfig:
+    """Config from JSON-decoded keyword args (lists back to tuples)."""
+    return CocoErConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def prompts_for(config: CocoErConfig) -> list[str]:
+    """The k class prompts S_k."""
+    return [config.prompt_template.replace("{emotion}", name) for name in config.vocabulary]
+
+
+def activate(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """F: sigmoid for multi-label data, softmax over the classes otherwise."""
+    return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
+
+
+@register_architecture("scene-cocoer_levels")
+class CocoErLevels(nn.Module):
+    """Steps 2-5 as one graph: windows -> (z_c, z_b, z_h, level_logits (B, 3, k))."""
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__()
+        cfg = _config(config)
+        channels = cfg.backbone_channels[-1]
+        k, d = len(cfg.vocabulary), cfg.clip_embed_dim
+        self.backbones = nn.ModuleDict(
+            {m: LevelBackbone(cfg.backbone_channels) for m in WINDOW_NAMES}
+        )
+        self.embeddings = nn.ModuleDict(
+            {m: PatchEmbedding(channels, cfg.patch, cfg.attn_dim) for m in WINDOW_NAMES}
+        )
+        self.attention = nn.ModuleDict(
+            {m: CrossLevelAttention(cfg.attn_dim, cfg.ffn_mult) for m in WINDOW_NAMES}
+        )
+        self.heads = nn.ModuleDict(
+            {m: LevelHead(cfg.attn_dim, d, cfg.head_layers, k) for m in WINDOW_NAMES}
+        )
+
+    def forward(
+        self, context: torch.Tensor, body: torch.Tensor, head: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        windows = {"context": context, "body": body, "head": head}
+        tokens = {m: self.embeddings[m](self.backbones[m](windows[m])) for m in WINDOW_NAMES}
+        hidden, logits = [], []
+        for m in WINDOW_NAMES:  # T_{c,c}, T_{b,c}, T_{h,c}
+            z = self.attention[m](tokens[m], tokens["context"])
+            h, s = self.heads[m](z)
+            hidden.append(h)
+            logits.append(s)
+        return hidden[0], hidden[1], hidden[2], torch.stack(logits, dim=1)
+
+
+@register_architecture("scene-cocoer_alignment")
+class CocoErAlignment(nn.Module):
+    """Step 6 as one graph: image -> (y_t = F(FFN1(ω^T u_img)), z_t)."""
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__()
+        cfg = _config(config)
+        d, k = cfg.clip_embed_dim, len(cfg.vocabulary)
+        self.multi_label = bool(cfg.multi_label)
+        self.image_tower = build_vision_tower(cfg)
+        self.omega = nn.Parameter(torch.eye(d))
+        self.ffn1_hidden = nn.Sequential(nn.Linear(d, d), nn.GELU())
+        self.ffn1_out = nn.Linear(d, k)
+
+    def image_features(self, image: torch.Tensor) -> torch.Tensor:
+        """u_img: L2-normalised CLIP image embedding (B, d)."""
+        return F.normalize(self.image_tower(pixel_values=image).image_embeds, dim=-1)
+
+    def pseudo_logits(self, u_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(FFN1 logits (B, k), z_t (B, d)) from u_img; ω^T u for row vectors is u ω."""
+        z_t = self.ffn1_hidden(u_img @ self.omega)
+        return self.ffn1_out(z_t), z_t
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, z_t = self.pseudo_logits(self.image_features(image))
+        return activate(logits, self.multi_label), z_t
+
+
+def encode_vocabulary(config: CocoErConfig) -> torch.Tensor:
+    """U_text as rows: (k, d) L2-normalised text embeddings of the class prompts."""
+    text_tower = load_text_tower(config)
+    tokenizer = PromptTokenizer.for_fields(config)
+    return F.normalize(encode_prompts(text_tower, tokenizer, prompts_for(config)), dim=-1)
+
+
+class CocoErModel(nn.Module):
+    """Training model: the two graphs' modules plus U_text (a buffer, so checkpoints hold it)."""
+
+    def __init__(self, config: CocoErConfig) -> None:
+        super().__init__()
+        self.config = config
+        values = dataclasses.asdict(config)
+        self.levels = CocoErLevels(**values)
+        self.alignment = CocoErAlignment(**values)
+        if config.clip_checkpoint:
+            state = load_vision_tower(config).state_dict()
+            self.alignment.image_tower.load_state_dict(state, strict=True)
+        freeze(self.alignment.image_tower)
+        self.alignment.omega.requires_grad_(False)
+        self.register_buffer("text_embeds", encode_vocabulary(config))
+
+    def train(self, mode: bool = True) -> CocoErModel:
+        """Train mode everywhere but the frozen CLIP image tower."""
+        super().train(mode)
+        self.alignment.image_tower.eval()
+        return self
+
+
+def make_model(config: CocoErConfig) -> CocoErModel:
+    """The training model (ω at the identity: run :func:`pretrain_omega` before training)."""
+    return CocoErModel(config)
+
+
+def targets(labels: torch.Tensor, config: CocoErConfig) -> torch.Tensor:
+    """Labels -> float targets (B, k): one-hot class indices, or multi-hot rows as given."""
+    if config.multi_label:
+        return labels.float()
+    return F.one_hot(labels.long(), len(config.vocabulary)).float()
+
+
+def level_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """L(s, t): mean BCE (sigmoid) or soft-target cross-entropy -Σ t log softmax(s) (softmax)."""
+    if multi_label:
+        return F.binary_cross_entropy_with_logits(logits, target)
+    return -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+
+def omega_loss(
+    u_img: torch.Tensor,
+    omega: torch.Tensor,
+    text_embeds: torch.Tensor,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """D(Û_img, U_text) = ||ω^T Û_img - U_text||^2 per image, averaged over the batch.
+
+    Column k of the difference is ω^T u_img - u_text_k. Without ``weights`` the k columns
+    count equally (the literal formula, divided by k). With ``weights`` (B, k) (the labels)
+    column k counts w_k / Σ w: each image is pulled to its own emotion prototypes, which is
+    the review's stated intent ("closer to the emotion prototype"); the unweighted form would
+    pull every image to the mean prompt.
+    """
+    aligned = u_img @ omega  # ω^T u for each row
+    squared = (aligned[:, None, :] - text_embeds[None, :, :]).pow(2).sum(dim=-1)  # (B, k)
+    if weights is None:
+        weights = torch.ones_like(squared)
+    weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+    return (weights * squared).sum(dim=-1).mean()
+
+
+def pretrain_omega(
+    model: CocoErModel,
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    steps: int = 200,
+    lr: float = 1e-2,
+) -> list[float]:
+    """Stage 1: fit ω alone on :func:`omega_loss` (Adam, full batch), then freeze it.
+
+    Args:
+        model: the training model (its frozen image tower and U_text are used).
+        images: (n, 3, S, S) CLIP-normalised whole images.
+        labels: class indices / multi-hot rows for the label-weighted form, or None.
+
+    Returns:
+        The loss before each step.
+    """
+    alignment = model.alignment
+    with torch.no_grad():
+        u_img = alignment.image_features(images)
+    weights = None if labels is None else targets(labels, model.config)
+    alignment.omega.requires_grad_(True)
+    optimiser = torch.optim.Adam([alignment.omega], lr=lr)
+    history = []
+    try:
+        for _ in range(steps):
+            optimiser.zero_grad()
+            value = omega_loss(u_img, alignment.omega, model.text_embeds, weights)
+            value.backward()
+            optimiser.step()
+            history.append(float(value.detach()))
+    finally:
+        alignment.omega.requires_grad_(False)
+        alignment.omega.grad = None
+    return history
+
+
+def cocoer_loss(model: CocoErModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Full objective L_hier + L_t + alpha L_ω (the module docstring gives each term)."""
+    config = model.config
+    multi = config.multi_label
+    *_, level_logits = model.levels(batch["context"], batch["body"], batch["head"])
+    u_img = model.alignment.image_features(batch["image"])
+    t_logits, _ = model.alignment.pseudo_logits(u_img)
+    y = targets(batch["labels"], config)
+    y_t = activate(t_logits, multi).detach()
+    hier = sum(
+        level_loss(level_logits[:, m], y, multi)
+        + config.pseudo_weight * level_loss(level_logits[:, m], y_t, multi)
+        for m in range(len(WINDOW_NAMES))
+    ) / len(WINDOW_NAMES)
+    align = omega_loss(u_img, model.alignment.omega, model.text_embeds, y)
+    return hier + level_loss(t_logits, y, multi) + config.omega_weight * align
+
+
+def synthetic_batch(
+    config: CocoErConfig, rng: np.random.Generator, batch_size: int
+) -> dict[str, torch.Tensor]:
+    """Windows and whole image mixed from fixed per-class patterns; labels from the mix.
+
+    Coefficients a_i (one per class) weight fixed random patterns (different per window and
+    for the whole image) plus noise; the label is argmax a_i, or a_ik > 0.5 (multi-label).
+    """
+    k, size, clip = len(config.vocabulary), config.window_size, config.clip_image_size
+    fixed = np.random.default_rng(2025)
+    coefficients = rng.normal(0.0, 1.0, (batch_size, k))
+    batch: dict[str, torch.Tensor] = {}
+    for name, side in (*((m, size) for m in WINDOW_NAMES), ("image", clip)):
+        patterns = fixed.normal(0.0, 1.0, (k, 3 * side * side))
+        values = coefficients @ patterns / np.sqrt(k)
+        values += 0.1 * rng.normal(0.0, 1.0, values.shape)
+        batch[name] = torch.from_numpy(values.reshape(batch_size, 3, side, side).astype(np.float32))
+    if config.multi_label:
+        batch["labels"] = torch.from_numpy((coefficients > 0.5).astype(np.float32))
+    else:
+        batch["labels"] = torch.from_numpy(coefficients.argmax(axis=1).astype(np.int64))
+    return batch
+
+
+def windows_preprocessing(config: CocoErConfig) -> Preprocessing:
+    """The three windows: RGB boxes resized to ``window_size``, CLIP mean/std (NCHW)."""
+    return Preprocessing(
+        size=(config.window_size, config.window_size),
+        color="rgb",
+        scale=1.0 / 255.0,
+        mean=CLIP_MEAN,
+        std=CLIP_STD,
+        interpolation="linear",
+        layout="NCHW",
+    )
+
+
+def export_build(model: CocoErModel, config: CocoErConfig) -> FamilyBuild:
+    """The ``levels`` and ``alignment`` graphs with the trained weights."""
+    values = dataclasses.asdict(config)
+    levels, alignment = CocoErLevels(**values), CocoErAlignment(**values)
+    try:
+        levels.load_state_dict(model.levels.state_dict(), strict=True)
+        alignment.load_state_dict(model.alignment.state_dict(), strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"model does not fit {config}: {exc}") from exc
+    k, d, size, clip = (
+        len(config.vocabulary),
+        config.clip_embed_dim,
+        config.window_size,
+        config.clip_image_size,
+    )
+    window = ("batch", 3, size, size)
+    levels_spec = GraphSpec(
+        name="levels",
+        architecture="scene-cocoer_levels",
+        inputs=tuple(TensorSpec(m, "float32", window) for m in WINDOW_NAMES),
+        outputs=(
+            *(TensorSpec(name, "float32", ("batch", d)) for name in LEVEL_OUTPUTS),
+            TensorSpec("level_logits", "float32", ("batch", len(WINDOW_NAMES), k)),
+        ),
+        dims={"batch": BATCH},
+        config=values,
+    )
+    alignment_spec = GraphSpec(
+        name="alignment",
+        architecture="scene-cocoer_alignment",
+        inputs=(TensorSpec("image", "float32", ("batch", 3, clip, clip)),),
+        outputs=(
+            TensorSpec("y_t", "float32", ("batch", k)),
+            TensorSpec("z_t", "float32", ("batch", d)),
+        ),
+        dims={"batch": BATCH},
+        config=values,
+    )
+    rng = np.random.default_rng(11)
+    sizes = (1, 2, 5)
+
+    def feed(b: int, side: int) -> np.ndarray:
+        return rng.normal(0.0, 1.0, (b, 3, side, side)).astype(np.float32)
+
+    levels_examples = tuple({m: feed(b, size) for m in WINDOW_NAMES} for b in sizes)
+    alignment_examples = tuple({"image": feed(b, clip)} for b in sizes)
+    return FamilyBuild(
+        variant="clip-checkpoint" if config.clip_checkpoint else "clip-random",
+        labels=tuple(config.vocabulary),
+        graphs=(
+            BuiltGraph(levels_spec, levels.eval(), levels_examples),
+            BuiltGraph(alignment_spec, alignment.eval(), alignment_examples),
+        ),
+        preprocessing={"windows": windows_preprocessing(config), "image": clip_preprocessing(clip)},
+        weights=clip_weight_sources(config),
+        parity_tolerance=1e-4,
+        config={
+            "pipeline": FAMILY,
+            "model": values,
+            "activation": "sigmoid" if config.multi_label else "softmax",
+            "workspace": {"eta": config.workspace_eta, "levels": list(LEVEL_OUTPUTS)},
+            "prompts": prompts_for(config),
+        },
+    )
+
+
+register_family(
+    Family(
+        name=FAMILY,
+        task="scene emotion of one person from context, body and head windows "
+        "(CAER-S 7 classes; EMOTIC 26 multi-label)",
+        description="CocoER: per-level CNNs + cross-level attention, CLIP vocabulary-informed "
+        "pseudo labels (workspace competition/coordination runs in the PyTorch sidecar)",
+        recipe=TrainingRecipe(
+            configs=CONFIGS,
+            config_type=CocoErConfig,
+            make_model=make_model,
+            synthetic_batch=synthetic_batch,
+            loss=cocoer_loss,
+            export_build=export_build,
+        ),
+    )
+)
