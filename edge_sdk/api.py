@@ -1,88 +1,379 @@
-"""Public entry points: ``load()`` and the Recognizer it returns."""
+"""Public entry points: ``load()`` and the Recognizer it returns.
+
+One Recognizer holds one or more bundles. Each bundle's ``config["pipeline"]`` picks its
+pipeline class from :mod:`edge_sdk.pipelines.registry`, and the pipeline declares the
+``predict`` modality it serves (face, scene, audio, dialog; video is served by the face
+families, and by audio when both are given).
+
+Shared face detector: only face-fer7 bundles carry the MTCNN graphs. Every other pipeline
+that needs faces (CAF and Exp-CLIP heads, scene head boxes, audio-video and dialog frames)
+uses one detector opened once per Recognizer, from, in this order: a loaded face-fer7
+bundle, the ``detector=`` bundle, any loaded bundle with pnet/rnet/onet, or the built-in
+default bundle (:func:`edge_sdk.defaults.default_bundle`, exported once into the cache).
+
+Thread safety: ``predict`` may be called from any number of threads. Every call runs on an
+internal :class:`~edge_sdk.pipelines.executor.BoundedExecutor` (``workers`` calls at a time,
+``max_queue`` more waiting; a caller finding it full waits up to ``queue_timeout`` seconds,
+then gets :class:`~edge_sdk.pipelines.executor.QueueFullError`). Sessions are opened once,
+at construction; ONNX Runtime sessions are thread-safe, the PyTorch reference serialises its
+calls, and the pipelines keep no per-call state.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, overload
 
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo, DeviceProbe
 from edge_sdk.errors import BundleError, InputError
-from edge_sdk.pipelines.face import FacePipeline, FacePrediction
+from edge_sdk.pipelines.audio_video import AudioPrediction
+from edge_sdk.pipelines.common import Timer
+from edge_sdk.pipelines.detector import MTCNNDetector
+from edge_sdk.pipelines.dialog import DialogPrediction, RunningDialog, to_utterances
+from edge_sdk.pipelines.executor import BoundedExecutor, QueueFullError
+from edge_sdk.pipelines.face import (
+    FacePrediction,
+    analyze_faces,
+    has_detector,
+    open_detector,
+)
+from edge_sdk.pipelines.registry import MODALITIES, pipeline_class
+from edge_sdk.pipelines.scene import SceneInput, ScenePrediction
+from edge_sdk.pipelines.video import VideoPrediction, analyze_frames, detect_frames
+from edge_sdk.preprocess.audio import AudioInput
 from edge_sdk.preprocess.image import ImageInput
+from edge_sdk.preprocess.video import VideoInput, load_frames
 
-_PIPELINES = {"face": FacePipeline}
+__all__ = ["Prediction", "QueueFullError", "Recognizer", "load"]
+
+BundleSource = str | os.PathLike[str] | ModelBundle
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Typed results of one ``predict`` call, one field per modality given (others None).
+
+    ``timings_ms`` holds each modality's total and the call's ``total``; every modality's
+    result has its own per-stage timings and the backend/precision of each graph it ran.
+    """
+
+    face: FacePrediction | None = None
+    scene: ScenePrediction | None = None
+    audio: AudioPrediction | None = None
+    video: VideoPrediction | None = None
+    dialog: DialogPrediction | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form with the modalities that ran."""
+        out: dict[str, Any] = {
+            name: result.to_dict()
+            for name in ("face", "scene", "audio", "video", "dialog")
+            if (result := getattr(self, name)) is not None
+        }
+        out["timings_ms"] = dict(self.timings_ms)
+        return out
 
 
 class Recognizer:
-    """Runs a bundle's pipeline on the best backend of this device.
+    """Runs the bundles' pipelines on the best backend of this device (see module docs).
 
-    Sessions are created once, here; ``predict`` may be called from several threads
-    (ONNX Runtime sessions are thread-safe, the PyTorch reference serialises its calls).
+    Args:
+        bundles: one opened bundle or several (at most one scene, audio and dialog bundle;
+            any number of face families, whose heads run in this order).
+        device: a probed DeviceInfo; None probes this machine.
+        backend: force a backend for every graph (e.g. ``"ort-cpu"``, ``"torch"``).
+        precision: require a precision for every graph; never silently changed.
+        detector: bundle with MTCNN graphs to use when no face-fer7 bundle is loaded.
+        workspace: CocoER workspace: ``"auto"`` (torch in-process when installed, else
+            numpy), ``"torch"``, ``"numpy"``, ``"sidecar"`` (torch in a supervised child
+            process, stopped by :meth:`close`), an object with ``update(outputs)``, or None
+            to skip it (see :mod:`edge_sdk.pipelines.scene`).
+        workers, max_queue, queue_timeout: the bounded executor (module docs).
     """
 
     def __init__(
         self,
-        bundle: ModelBundle,
+        bundles: ModelBundle | Sequence[ModelBundle],
         device: DeviceInfo | None = None,
         *,
         backend: str | None = None,
         precision: str | None = None,
+        detector: ModelBundle | None = None,
+        workspace: Any = "auto",
+        workers: int = 2,
+        max_queue: int = 16,
+        queue_timeout: float | None = None,
     ) -> None:
-        self.bundle = bundle
+        opened = [bundles] if isinstance(bundles, ModelBundle) else list(bundles)
+        if not opened:
+            raise BundleError("a Recognizer needs at least one bundle")
+        self.bundles = tuple(opened)
+        self.bundle = opened[0]
         self.device = device or DeviceProbe().probe()
-        kind = bundle.manifest.config.get("pipeline")
-        if kind not in _PIPELINES:
-            raise BundleError(
-                f"bundle {bundle.manifest.family} declares pipeline {kind!r}; "
-                f"this SDK runs {sorted(_PIPELINES)}"
+        options = {"workspace": workspace}
+        self.pipelines: list[Any] = []
+        for bundle in opened:
+            cls = pipeline_class(bundle)
+            accepted = {k: v for k, v in options.items() if k in getattr(cls, "options", ())}
+            self.pipelines.append(
+                cls(bundle, self.device, backend=backend, precision=precision, **accepted)
             )
-        self._face = _PIPELINES[kind](bundle, self.device, backend=backend, precision=precision)
+        self._by_modality: dict[str, Any] = {}
+        for pipeline in self.pipelines:
+            if pipeline.modality == "face":
+                continue
+            if pipeline.modality in self._by_modality:
+                first = self._by_modality[pipeline.modality].family
+                raise BundleError(
+                    f"two {pipeline.modality} bundles ({first}, {pipeline.family}): "
+                    "load one per modality"
+                )
+            self._by_modality[pipeline.modality] = pipeline
+        self.face_heads = tuple(p for p in self.pipelines if p.modality == "face")
+        self._detector, self._detector_backends = self._open_detector(detector, backend, precision)
+        for pipeline in self.pipelines:
+            if hasattr(pipeline, "bind") and self._detector is not None:
+                pipeline.bind(self._detector, self._detector_backends)
+            if hasattr(pipeline, "bind_encoder"):
+                pipeline.bind_encoder(self.face_heads)
+        self._face_backends = dict(self._detector_backends)
+        for head in self.face_heads:
+            self._face_backends.update(head.backends)
+        self._executor = BoundedExecutor(workers, max_queue, queue_timeout)
+
+    def _open_detector(
+        self, detector: ModelBundle | None, backend: str | None, precision: str | None
+    ) -> tuple[MTCNNDetector | None, dict[str, str]]:
+        """The one shared MTCNN detector (module docs say where it comes from)."""
+        for pipeline in self.face_heads:
+            found = getattr(pipeline, "detector", None)
+            if found is not None:
+                return found, dict(pipeline.detector_backends)
+        needs = bool(self.face_heads) or any(
+            m in self._by_modality for m in ("scene", "dialog")
+        )
+        if not needs:
+            return None, {}
+        if detector is None:
+            detector = next((b for b in self.bundles if has_detector(b)), None)
+        if detector is None:
+            from edge_sdk.defaults import default_bundle
+
+            detector = default_bundle()
+        if not has_detector(detector):
+            raise BundleError(f"detector bundle {detector.manifest.family} has no pnet/rnet/onet")
+        return open_detector(detector, self.device, backend, precision)
 
     @property
     def labels(self) -> tuple[str, ...]:
-        """Class labels in the order of every probability vector."""
+        """Class labels of the first bundle, in the order of its probability vectors."""
         return self.bundle.manifest.labels
 
     @property
-    def backends(self) -> dict[str, str]:
-        """Which backend/precision runs each graph."""
-        return dict(self._face.backends)
+    def modalities(self) -> tuple[str, ...]:
+        """The ``predict`` arguments this Recognizer serves."""
+        served = set(self._by_modality)
+        if self.face_heads:
+            served |= {"face", "video"}
+        return tuple(m for m in (*MODALITIES, "video") if m in served)
 
-    def predict(self, face: ImageInput | None = None, *, color: str = "rgb") -> FacePrediction:
-        """Detect and classify every face in ``face`` (path, bytes or array).
+    @property
+    def backends(self) -> dict[str, str]:
+        """Which backend/precision runs each graph, as ``{"family/graph": "backend/prec"}``."""
+        out = {f"detector/{g}": b for g, b in self._detector_backends.items()}
+        for pipeline in self.pipelines:
+            out.update({f"{pipeline.family}/{g}": b for g, b in pipeline.backends.items()})
+        return out
+
+    def close(self) -> None:
+        """Finish admitted calls, stop the worker threads and any sidecar a pipeline started."""
+        self._executor.shutdown()
+        for pipeline in self.pipelines:
+            if hasattr(pipeline, "close"):
+                pipeline.close()
+
+    def __enter__(self) -> Recognizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------------- predict
+    @overload
+    def predict(self, face: ImageInput, *, color: str = ...) -> FacePrediction: ...
+
+    @overload
+    def predict(
+        self,
+        face: ImageInput | None = ...,
+        *,
+        scene: ImageInput | SceneInput | dict | None = ...,
+        audio: AudioInput | None = ...,
+        video: VideoInput | None = ...,
+        dialog: Sequence[Any] | RunningDialog | None = ...,
+        color: str = ...,
+    ) -> Prediction: ...
+
+    def predict(
+        self,
+        face: ImageInput | None = None,
+        *,
+        scene: ImageInput | SceneInput | dict | None = None,
+        audio: AudioInput | None = None,
+        video: VideoInput | None = None,
+        dialog: Sequence[Any] | RunningDialog | None = None,
+        color: str = "rgb",
+    ) -> FacePrediction | Prediction:
+        """Run any combination of modalities in one call.
 
         Args:
-            face: image file path, encoded bytes, or an array (gray, RGB/BGR, RGBA/BGRA;
-                uint8, uint16 or float in [0, 1]).
-            color: channel order of 3/4-channel arrays, ``"rgb"`` or ``"bgr"`` (OpenCV).
+            face: image (path, bytes or array): every face, with every face family's answer.
+            scene: image, :class:`SceneInput` or ``{"image", "head_boxes", "body_boxes"}``:
+                every person's CocoER emotion.
+            audio: WAV path/bytes, :class:`~edge_sdk.preprocess.audio.Audio` or
+                ``(samples, sample_rate)``: the audio-video family's clip emotion (fused with
+                ``video`` when given).
+            video: a video file, a (T, H, W, C) array or a list of frames: per-frame faces.
+            dialog: a list of utterances (:class:`~edge_sdk.pipelines.dialog.Utterance`,
+                mappings or strings) or a :class:`RunningDialog`: one emotion per utterance.
+            color: channel order of array images/frames, ``"rgb"`` or ``"bgr"`` (OpenCV).
+
+        Returns:
+            A call with only ``face`` returns its :class:`FacePrediction` (what
+            ``predict(image)`` has always returned); any other combination returns a
+            :class:`Prediction` with one typed result per modality given.
         """
-        if face is None:
-            raise InputError("predict() needs an input: predict(face=image)")
-        return self._face.predict(face, color=color)
+        given = {
+            "face": face,
+            "scene": scene,
+            "audio": audio,
+            "video": video,
+            "dialog": dialog,
+        }
+        if all(v is None for v in given.values()):
+            raise InputError("predict() needs an input: predict(face=image), scene=, audio=, ...")
+        if all(v is None for k, v in given.items() if k != "face"):
+            return self._executor.run(self._face, face, color)
+        return self._executor.run(self._predict, given, color)
+
+    def open_dialog(self) -> RunningDialog:
+        """A dialog to grow with ``add(utterance)``; each call re-scores it (module docs)."""
+        return RunningDialog(self._pipeline("dialog"))
+
+    def _pipeline(self, modality: str) -> Any:
+        if modality not in self._by_modality:
+            loaded = ", ".join(b.manifest.family for b in self.bundles)
+            raise InputError(
+                f"no {modality} family is loaded (bundles: {loaded}); load one to use "
+                f"predict({modality}=...)"
+            )
+        return self._by_modality[modality]
+
+    def _face(self, image: ImageInput, color: str) -> FacePrediction:
+        if not self.face_heads or self._detector is None:
+            loaded = ", ".join(b.manifest.family for b in self.bundles)
+            raise InputError(f"no face family is loaded (bundles: {loaded})")
+        return analyze_faces(
+            image, self._detector, self.face_heads, self._face_backends, color=color
+        )
+
+    def _predict(self, given: dict[str, Any], color: str) -> Prediction:
+        timer = Timer()
+        results: dict[str, Any] = {}
+        if given["face"] is not None:
+            with timer("face"):
+                results["face"] = self._face(given["face"], color)
+        if given["scene"] is not None:
+            with timer("scene"):
+                results["scene"] = self._scene(given["scene"], color)
+        if given["audio"] is not None or given["video"] is not None:
+            with timer("audio_video"):
+                results.update(self._audio_video(given["audio"], given["video"], color))
+        if given["dialog"] is not None:
+            with timer("dialog"):
+                results["dialog"] = self._dialog(given["dialog"])
+        return Prediction(**results, timings_ms=timer.finish())
+
+    def _scene(self, scene: Any, color: str) -> ScenePrediction:
+        pipeline = self._pipeline("scene")
+        if isinstance(scene, dict):
+            unknown = sorted(set(scene) - {"image", "head_boxes", "body_boxes"})
+            if unknown or "image" not in scene:
+                raise InputError(
+                    f"scene mapping needs 'image' (+ optional head_boxes, body_boxes); "
+                    f"unknown keys {unknown}"
+                )
+            scene = SceneInput(**scene)
+        if not isinstance(scene, SceneInput):
+            scene = SceneInput(scene)
+        return pipeline.predict(
+            scene.image, head_boxes=scene.head_boxes, body_boxes=scene.body_boxes, color=color
+        )
+
+    def _audio_video(self, audio: Any, video: Any, color: str) -> dict[str, Any]:
+        """Decode and detect the clip once; per-frame faces and/or the audio-video result."""
+        out: dict[str, Any] = {}
+        pipeline = self._pipeline("audio") if audio is not None else None
+        if video is None:
+            out["audio"] = pipeline.predict(audio)
+            return out
+        if not self.face_heads or self._detector is None:
+            raise InputError("video needs a face family (frames are analysed face by face)")
+        timer = Timer()
+        with timer("decode"):
+            frames = load_frames(video, color=color)
+        detections = detect_frames(frames, self._detector, timer)
+        if pipeline is not None:
+            out["audio"] = pipeline.predict(audio, frames, detections)
+        out["video"] = analyze_frames(
+            frames, detections, self.face_heads, self._face_backends, timer
+        )
+        return out
+
+    def _dialog(self, dialog: Any) -> DialogPrediction:
+        pipeline = self._pipeline("dialog")
+        if isinstance(dialog, RunningDialog):
+            return dialog.predict()
+        return pipeline.predict(to_utterances(dialog))
 
 
 def load(
-    bundle: str | os.PathLike[str] | ModelBundle | None = None,
+    bundle: BundleSource | Sequence[BundleSource] | None = None,
     *,
     backend: str | None = None,
     precision: str | None = None,
     device: DeviceInfo | None = None,
+    with_default: bool = False,
+    **options: Any,
 ) -> Recognizer:
-    """Open a bundle directory (default: the built-in face-fer7 bundle) as a Recognizer.
+    """Open one or several bundle directories (default: the built-in face-fer7 bundle).
 
     Args:
-        bundle: bundle directory or opened ModelBundle; None for the default bundle.
+        bundle: a bundle directory or opened ModelBundle, a list of them, or None for the
+            default bundle.
         backend: force a backend by name (e.g. ``"ort-cpu"``, ``"torch"``); None picks.
         precision: require a precision (``"fp32"``, ``"int8"``); never silently changed.
         device: a probed DeviceInfo; None probes this machine.
+        with_default: also load the default face-fer7 bundle, first (face categories and
+            the detector next to other families).
+        options: passed to :class:`Recognizer` (detector, workspace, workers, max_queue,
+            queue_timeout).
     """
     if bundle is None:
+        sources: list[BundleSource] = []
+        with_default = True
+    elif isinstance(bundle, (str, os.PathLike, ModelBundle)):
+        sources = [bundle]
+    else:
+        sources = list(bundle)
+    opened = [b if isinstance(b, ModelBundle) else ModelBundle.load(Path(b)) for b in sources]
+    if with_default:
         from edge_sdk.defaults import default_bundle
 
-        opened = default_bundle()
-    elif isinstance(bundle, ModelBundle):
-        opened = bundle
-    else:
-        opened = ModelBundle.load(Path(bundle))
-    return Recognizer(opened, device, backend=backend, precision=precision)
+        opened.insert(0, default_bundle())
+    return Recognizer(opened, device, backend=backend, precision=precision, **options)

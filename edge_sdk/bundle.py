@@ -112,6 +112,13 @@ class BundleWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         self._artifacts: list[Artifact] = []
 
+    @classmethod
+    def extending(cls, bundle: ModelBundle) -> BundleWriter:
+        """A writer that keeps ``bundle``'s artifacts, to add INT8 models or engines to it."""
+        writer = cls(bundle.root)
+        writer._artifacts = list(bundle.manifest.artifacts)
+        return writer
+
     def add(
         self,
         relative: str,
@@ -142,5 +149,8 @@ class BundleWriter:
     def finish(self, manifest: Manifest) -> ModelBundle:
         """Write ``manifest`` (with the collected artifacts) and return the verified bundle."""
         final = replace(manifest, artifacts=tuple(self._artifacts))
-        (self.root / MANIFEST_NAME).write_text(final.to_json(), encoding="utf-8")
+        # Written aside and renamed: a bundle being extended is never left half-written.
+        staging = self.root / f".{MANIFEST_NAME}.tmp"
+        staging.write_text(final.to_json(), encoding="utf-8")
+        os.replace(staging, self.root / MANIFEST_NAME)
         return ModelBundle.load(self.root)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from edge_sdk.errors import EdgeSDKError, InputError
@@ -26,7 +27,8 @@ errors = Console(stderr=True)
 
 
 def _fail(exc: EdgeSDKError) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    # escaped: messages such as "pip install 'edge-sdk[torch]'" are not rich markup
+    errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -34,26 +36,254 @@ def _annotation_path(target: Path, image: Path, many: bool) -> Path:
     return target / f"{image.stem}.annotated.png" if many else target
 
 
+def _parse_box(text: str) -> list[float]:
+    """``"x1,y1,x2,y2"`` -> four floats (InputError otherwise)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise InputError(f"--head-box {text!r}: expected x1,y1,x2,y2 numbers") from exc
+    if len(values) != 4:
+        raise InputError(f"--head-box {text!r}: expected four numbers x1,y1,x2,y2")
+    return values
+
+
+def _drawable(prediction: Any) -> Any:
+    """A FacePrediction whose faces all have a label to draw (valence/arousal-only faces get
+    ``v=.. a=..`` as their label)."""
+    import dataclasses
+
+    faces = []
+    for face in prediction.faces:
+        if face.label is None:
+            text = f"v={face.valence:+.2f} a={face.arousal:+.2f}"
+            face = dataclasses.replace(face, label=text, probabilities={text: 1.0})
+        faces.append(face)
+    return dataclasses.replace(prediction, faces=tuple(faces))
+
+
+def _print_faces(path: Path, prediction: Any) -> None:
+    """The face table of one image (or the no-face line)."""
+    total = prediction.timings_ms["total"]
+    if not prediction.faces:
+        console.print(f"{path}: no face found ({total:.1f} ms)", soft_wrap=True)
+        return
+    table = Table(title=f"{path} ({total:.1f} ms)")
+    extra_va = any(f.valence is not None for f in prediction.faces)
+    extra_zs = any(f.zero_shot is not None for f in prediction.faces)
+    columns = ["#", "label", "p", "box (x1, y1, x2, y2)", "face score"]
+    columns += ["valence", "arousal"] if extra_va else []
+    columns += ["zero-shot", "p (zs)"] if extra_zs else []
+    for column in columns:
+        table.add_column(column)
+    for i, face in enumerate(prediction.faces):
+        box = ", ".join(f"{v:.0f}" for v in face.box)
+        p = f"{face.probabilities[face.label]:.3f}" if face.label is not None else "-"
+        row = [str(i), face.label or "-", p, box, f"{face.detection_score:.4f}"]
+        if extra_va:
+            row += [f"{face.valence:+.3f}", f"{face.arousal:+.3f}"]
+        if extra_zs:
+            zs = face.zero_shot
+            row += [zs.label, f"{zs.probabilities[zs.label]:.3f}"]
+        table.add_row(*row)
+    console.print(table)
+
+
+def _print_prediction(prediction: Any, scene_path: Path | None) -> None:
+    """Tables for the scene, audio, video and dialog parts of a Prediction."""
+    if prediction.scene is not None:
+        scene = prediction.scene
+        title = f"scene {scene_path} ({scene.timings_ms['total']:.1f} ms, workspace "
+        table = Table(title=f"{title}{scene.workspace})")
+        for column in ("#", "label", "p", "removed", "kept", "head box", "body box (source)"):
+            table.add_column(column)
+        for i, person in enumerate(scene.people):
+            table.add_row(
+                str(i),
+                ", ".join(person.labels) or person.label,
+                f"{person.probabilities[person.label]:.3f}",
+                " > ".join(person.removed) or "-",
+                person.kept or "-",
+                ", ".join(f"{v:.0f}" for v in person.head_box),
+                ", ".join(f"{v:.0f}" for v in person.body_box) + f" ({person.body_source})",
+            )
+        if scene.people:
+            console.print(table)
+        else:
+            console.print(f"scene {scene_path}: no person found", soft_wrap=True)
+    if prediction.audio is not None:
+        audio = prediction.audio
+        how = audio.graph + (f" ({audio.fallback})" if audio.fallback else "")
+        console.print(
+            f"audio: {audio.label} p={audio.probabilities[audio.label]:.3f} via {how}, "
+            f"{audio.audio_seconds:.2f} s, {audio.frames_used}/{audio.video_frames} frames used "
+            f"({audio.timings_ms['total']:.1f} ms)",
+            soft_wrap=True,
+        )
+    if prediction.video is not None:
+        video = prediction.video
+        with_face = sum(1 for f in video.frames if f.faces)
+        console.print(
+            f"video: {len(video.frames)} frames, {with_face} with a face, "
+            f"{video.fps:.1f} frames/s",
+            soft_wrap=True,
+        )
+    if prediction.dialog is not None:
+        dialog = prediction.dialog
+        table = Table(title=f"dialog ({dialog.timings_ms['total']:.1f} ms)")
+        for column in ("#", "speaker", "text", "label", "p", "modalities"):
+            table.add_column(column)
+        for u in dialog.utterances:
+            table.add_row(
+                str(u.index),
+                u.speaker or "-",
+                (u.text or "")[:40],
+                u.label,
+                f"{u.probabilities[u.label]:.3f}",
+                "+".join(u.modalities),
+            )
+        console.print(table)
+
+
+def _video_writer(path: Path, fps: float, size: tuple[int, int]) -> Any:
+    """An OpenCV writer for ``--annotate`` of a stream (.avi: MJPG, .mp4: mp4v)."""
+    import cv2
+
+    codecs = {".avi": "MJPG", ".mp4": "mp4v"}
+    if path.suffix.lower() not in codecs:
+        raise InputError(f"--annotate {path}: a video needs a .avi or .mp4 name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter_fourcc(*codecs[path.suffix.lower()]), fps, size
+    )
+    if not writer.isOpened():
+        raise InputError(f"cannot write video {path}")
+    return writer
+
+
+def _stream(
+    recognizer: Any,
+    source: Path | int,
+    annotate: Path | None,
+    max_frames: int | None,
+    read_timeout: float,
+) -> None:
+    """Per-frame face results as JSON lines, then a summary line with the FPS."""
+    import time
+
+    import cv2
+
+    from edge_sdk.annotate import draw_faces
+    from edge_sdk.preprocess.video import FrameStream
+
+    writer = None
+    count = 0
+    start = time.perf_counter()
+    with FrameStream(source, read_timeout=read_timeout) as stream:
+        try:
+            for frame in stream:
+                result = recognizer.predict(frame.bgr, color="bgr")
+                count += 1
+                elapsed = time.perf_counter() - start
+                line = {k: v for k, v in result.to_dict().items() if k != "backends"}
+                typer.echo(
+                    json.dumps(
+                        {"frame": frame.index, "seconds": round(frame.seconds, 4), **line,
+                         "fps": count / elapsed}
+                    )
+                )
+                if annotate is not None:
+                    if writer is None:
+                        height, width = frame.bgr.shape[:2]
+                        writer = _video_writer(annotate, stream.fps or 25.0, (width, height))
+                    rgb = cv2.cvtColor(frame.bgr, cv2.COLOR_BGR2RGB)
+                    writer.write(draw_faces(rgb, _drawable(result)))
+                if max_frames is not None and count >= max_frames:
+                    break
+        finally:
+            if writer is not None:
+                writer.release()
+    elapsed = time.perf_counter() - start
+    summary = {
+        "summary": True,
+        "source": str(source),
+        "frames": count,
+        "seconds": elapsed,
+        "fps": count / elapsed if elapsed > 0 else 0.0,
+        "backends": recognizer.backends,
+        "annotated": str(annotate) if annotate is not None and count else None,
+    }
+    typer.echo(json.dumps(summary))
+
+
 @app.command()
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="Image files (JPEG, PNG, ...).")],
+    images: Annotated[
+        list[Path] | None, typer.Argument(help="Image files (JPEG, PNG, ...) for the faces.")
+    ] = None,
     bundle: Annotated[
-        Path | None, typer.Option(help="Bundle directory; default: built-in face-fer7.")
+        list[Path] | None,
+        typer.Option(help="Bundle directory; repeat for several. Default: built-in face-fer7."),
     ] = None,
     backend: Annotated[str | None, typer.Option(help="Force a backend, e.g. ort-cpu.")] = None,
     precision: Annotated[str | None, typer.Option(help="Require fp32, fp16 or int8.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     annotate: Annotated[
         Path | None,
-        typer.Option(help="Write boxes and labels: a file for one image, a folder for several."),
+        typer.Option(
+            help="Write boxes and labels: a file for one image, a folder for several, "
+            "a .avi/.mp4 file when streaming --video/--camera."
+        ),
     ] = None,
+    scene: Annotated[
+        Path | None, typer.Option(help="Image for the scene family (CocoER).")
+    ] = None,
+    head_box: Annotated[
+        list[str] | None,
+        typer.Option(help="Head box x1,y1,x2,y2 for --scene; repeat per person. Default: faces."),
+    ] = None,
+    audio: Annotated[
+        Path | None, typer.Option(help="WAV file for the audio(-video) family.")
+    ] = None,
+    video: Annotated[
+        Path | None,
+        typer.Option(help="Video file: with --audio one clip result, alone a JSONL stream."),
+    ] = None,
+    camera: Annotated[
+        int | None, typer.Option(help="Stream camera N (cv2.VideoCapture index) as JSONL.")
+    ] = None,
+    dialog: Annotated[
+        Path | None,
+        typer.Option(help="Dialog as JSONL: text, audio, frames/video, speaker per line."),
+    ] = None,
+    max_frames: Annotated[
+        int | None, typer.Option(min=1, help="Stop a stream after this many frames.")
+    ] = None,
+    read_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to wait for a stream's next frame.")
+    ] = 5.0,
 ) -> None:
-    """Detect faces and classify their expressions."""
+    """Predict emotions: faces in images, a scene, audio(+video), a dialog, or a stream."""
     from edge_sdk.api import load
     from edge_sdk.preprocess.image import read_image
 
+    images = images or []
+    streaming = camera is not None or (video is not None and audio is None)
+    others = scene is not None or audio is not None or dialog is not None
     try:
-        recognizer = load(bundle, backend=backend, precision=precision)
+        if streaming and (images or others or (camera is not None and video is not None)):
+            raise InputError(
+                "streaming (--camera, or --video without --audio) takes no other input"
+            )
+        if head_box and scene is None:
+            raise InputError("--head-box needs --scene")
+        if not (images or others or streaming):
+            raise InputError("nothing to predict: give images, --scene, --audio, --video, "
+                             "--camera or --dialog")
+        recognizer = load(bundle or None, backend=backend, precision=precision)
+        if streaming:
+            _stream(recognizer, camera if camera is not None else video, annotate,
+                    max_frames, read_timeout)
+            return
         results = []
         for image in images:
             pixels = read_image(image)
@@ -63,32 +293,41 @@ def predict(
                 from edge_sdk.annotate import write_annotated
 
                 write_annotated(
-                    _annotation_path(annotate, image, len(images) > 1), pixels, prediction
+                    _annotation_path(annotate, image, len(images) > 1),
+                    pixels,
+                    _drawable(prediction),
                 )
+        combined = None
+        if others:
+            from edge_sdk.pipelines.dialog import read_dialog_jsonl
+
+            combined = recognizer.predict(
+                scene=None
+                if scene is None
+                else {
+                    "image": read_image(scene),
+                    "head_boxes": [_parse_box(b) for b in head_box] if head_box else None,
+                },
+                audio=audio,
+                video=video,
+                dialog=None if dialog is None else read_dialog_jsonl(dialog),
+            )
     except EdgeSDKError as exc:
         raise _fail(exc) from exc
     if as_json:
-        payload = [{"image": str(path), **p.to_dict()} for path, p in results]
-        console.print_json(json.dumps(payload if len(payload) > 1 else payload[0]))
+        payload: Any = [{"image": str(path), **p.to_dict()} for path, p in results]
+        if combined is None:
+            console.print_json(json.dumps(payload if len(payload) > 1 else payload[0]))
+            return
+        extra = combined.to_dict()
+        if scene is not None:
+            extra["scene"] = {"image": str(scene), **extra["scene"]}
+        console.print_json(json.dumps({**({"images": payload} if payload else {}), **extra}))
         return
     for path, prediction in results:
-        if not prediction.faces:
-            total = prediction.timings_ms["total"]
-            console.print(f"{path}: no face found ({total:.1f} ms)", soft_wrap=True)
-            continue
-        table = Table(title=f"{path} ({prediction.timings_ms['total']:.1f} ms)")
-        for column in ("#", "label", "p", "box (x1, y1, x2, y2)", "face score"):
-            table.add_column(column)
-        for i, face in enumerate(prediction.faces):
-            box = ", ".join(f"{v:.0f}" for v in face.box)
-            table.add_row(
-                str(i),
-                face.label,
-                f"{face.probabilities[face.label]:.3f}",
-                box,
-                f"{face.detection_score:.4f}",
-            )
-        console.print(table)
+        _print_faces(path, prediction)
+    if combined is not None:
+        _print_prediction(combined, scene)
 
 
 @app.command()
@@ -242,6 +481,247 @@ def train(
     )
 
 
+@app.command()
+def sidecar(
+    socket_path: Annotated[Path, typer.Option("--socket", help="Unix socket to listen on.")],
+    bundle: Annotated[Path | None, typer.Option(help="A scene-cocoer bundle directory.")] = None,
+    weights: Annotated[
+        Path | None, typer.Option(help="A workspace weights file (Workspace.save).")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="torch (the reference) or numpy.")] = "torch",
+    idle_timeout: Annotated[float, typer.Option(help="Seconds a connection may idle.")] = 300.0,
+    io_timeout: Annotated[float, typer.Option(help="Seconds a message may take.")] = 10.0,
+    threads: Annotated[int, typer.Option(help="torch threads; 0: torch's default.")] = 1,
+) -> None:
+    """Serve the CocoER workspace on a Unix socket, so the main process need not import torch."""
+    import logging
+
+    from edge_sdk.sidecar import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s sidecar %(levelname)s %(message)s")
+    try:
+        serve(
+            socket_path,
+            bundle=bundle,
+            weights=weights,
+            backend=backend,
+            idle_timeout=idle_timeout,
+            io_timeout=io_timeout,
+            threads=threads or None,
+        )
+    except EdgeSDKError as exc:
+        raise _fail(exc) from exc
+
+
+check_app = typer.Typer(
+    help="Checks of a bundle: parity across backends, latency (and accuracy).",
+    no_args_is_help=True,
+)
+app.add_typer(check_app, name="check")
+
+
+def _names(text: str | None) -> list[str] | None:
+    """Comma-separated option values, or None when not given."""
+    if text is None:
+        return None
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    return names or None
+
+
+def _open_bundle(bundle: Path | None) -> Any:
+    from edge_sdk.bundle import ModelBundle
+    from edge_sdk.defaults import default_bundle
+
+    return ModelBundle.load(bundle) if bundle else default_bundle()
+
+
+def verify(
+    bundle: Annotated[
+        Path | None, typer.Argument(help="Bundle directory; default: built-in face-fer7.")
+    ] = None,
+    backends: Annotated[
+        str | None, typer.Option(help="Only these backends, comma-separated (e.g. ort-cpu).")
+    ] = None,
+    precisions: Annotated[
+        str | None, typer.Option(help="Only these precisions, comma-separated (fp32,int8).")
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="FILE.npz (GRAPH/INPUT arrays), an image folder/list, or synthetic."),
+    ] = None,
+    count: Annotated[int | None, typer.Option(min=1, help="Samples to draw from --data.")] = None,
+    sizes: Annotated[
+        str, typer.Option(help="Profile points for generated inputs (opt,min,max).")
+    ] = "opt,min,max",
+    seed: Annotated[int, typer.Option(help="Seed of generated inputs.")] = 0,
+    max_elements: Annotated[
+        int, typer.Option(min=1, help="Largest generated input, in values (sizes shrink).")
+    ] = 1 << 22,
+    graphs: Annotated[str | None, typer.Option(help="Only these graphs, comma-separated.")] = None,
+    atol: Annotated[float | None, typer.Option(min=0.0, help="Override atol (fp32/fp16).")] = None,
+    rtol: Annotated[float | None, typer.Option(min=0.0, help="Override rtol (fp32/fp16).")] = None,
+    min_agreement: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Override least top-1 agreement.")
+    ] = None,
+    max_prob_diff: Annotated[
+        float | None, typer.Option(min=0.0, help="Override largest probability difference.")
+    ] = None,
+    max_metric_drop: Annotated[
+        float | None, typer.Option(min=0.0, help="Override largest accuracy drop (labels).")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Judge INT8 agreement on generated inputs too.")
+    ] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="Write verify.json, PNG plots and index.html here.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Run the same inputs through every backend and precision; exit 1 if any output differs."""
+    from edge_sdk.checks.feeds import load_feeds
+    from edge_sdk.checks.verify import ToleranceOverrides
+    from edge_sdk.checks.verify import verify as run_verify
+    from edge_sdk.device import DeviceProbe
+    from edge_sdk.reports.jsonio import dumps
+    from edge_sdk.reports.progress import progress_steps
+    from edge_sdk.reports.tables import verify_tables
+
+    try:
+        if report is not None:
+            from edge_sdk.reports.plots import require_matplotlib
+
+            require_matplotlib()
+        info = DeviceProbe().probe()
+        opened = _open_bundle(bundle)
+        feeds = load_feeds(data, opened, info, count, seed) if data else None
+        overrides = ToleranceOverrides(atol, rtol, min_agreement, max_prob_diff, max_metric_drop)
+        with progress_steps("verify", errors, enabled=errors.is_terminal) as on_step:
+            result = run_verify(
+                opened,
+                info,
+                backends=_names(backends),
+                precisions=_names(precisions),
+                data=feeds,
+                sizes=tuple(_names(sizes) or ()),
+                seed=seed,
+                max_elements=max_elements,
+                overrides=overrides,
+                graphs=_names(graphs),
+                strict=strict,
+                on_step=on_step,
+            )
+        if report is not None:
+            from edge_sdk.reports.writers import write_verify_report
+
+            page = write_verify_report(result, report)
+    except EdgeSDKError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        console.out(dumps(result.to_dict()), end="")
+    else:
+        for table in verify_tables(result):
+            console.print(table)
+        if report is not None:
+            console.print(f"report: {page}", soft_wrap=True)
+    if not result.passed:
+        for line in result.failures():
+            errors.print(f"[bold red]FAIL[/] {escape(line)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1)
+
+
+def bench(
+    bundle: Annotated[
+        Path | None, typer.Argument(help="Bundle directory; default: built-in face-fer7.")
+    ] = None,
+    backends: Annotated[
+        str | None, typer.Option(help="Backends side by side, comma-separated; default: auto.")
+    ] = None,
+    precision: Annotated[str | None, typer.Option(help="Require fp32, fp16 or int8.")] = None,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 3,
+    runs: Annotated[int, typer.Option(min=1, help="Timed runs per measurement.")] = 20,
+    batches: Annotated[str, typer.Option(help="Batch sizes for throughput.")] = "1,2,4,8,16,32",
+    sweep: Annotated[bool, typer.Option(help="Time each dynamic dim over its range.")] = True,
+    sweep_points: Annotated[int, typer.Option(min=2, help="Values per swept dim.")] = 5,
+    image: Annotated[
+        list[Path] | None, typer.Option(help="Images for the pipeline stages (repeatable).")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=0, help="ONNX Runtime intra-op threads (0 = default).")
+    ] = None,
+    max_elements: Annotated[
+        int, typer.Option(min=1, help="Skip sizes whose largest input exceeds this.")
+    ] = 1 << 22,
+    graphs: Annotated[str | None, typer.Option(help="Only these graphs, comma-separated.")] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write bench.json, PNG plots and index.html here.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Latency per graph and pipeline stage: p50/p90/p99, throughput, cost vs size, RSS."""
+    import os
+
+    from edge_sdk.checks.bench import bench as run_bench
+    from edge_sdk.device import DeviceProbe
+    from edge_sdk.reports.jsonio import dumps
+    from edge_sdk.reports.progress import progress_steps
+    from edge_sdk.reports.tables import bench_tables
+
+    try:
+        sizes = [int(b) for b in _names(batches) or []]
+    except ValueError as exc:
+        raise _fail(InputError(f"--batches takes integers, got {batches!r}")) from exc
+    if threads is not None:
+        os.environ["EDGE_SDK_THREADS"] = str(threads)  # read when each session is opened
+    try:
+        if report is not None:
+            from edge_sdk.reports.plots import require_matplotlib
+
+            require_matplotlib()
+        info = DeviceProbe().probe()
+        opened = _open_bundle(bundle)
+        chosen: list[str | None] = list(_names(backends) or [None])
+        with progress_steps("bench", errors, enabled=errors.is_terminal) as on_step:
+            result = run_bench(
+                opened,
+                info,
+                backends=chosen,
+                precision=precision,
+                warmup=warmup,
+                runs=runs,
+                batches=sizes,
+                sweep=sweep,
+                sweep_points=sweep_points,
+                images=image or (),
+                max_elements=max_elements,
+                graphs=_names(graphs),
+                on_step=on_step,
+            )
+        if report is not None:
+            from edge_sdk.reports.writers import write_bench_report
+
+            page = write_bench_report(result, report)
+    except EdgeSDKError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        console.out(dumps(result.to_dict()), end="")
+        return
+    for table in bench_tables(result):
+        console.print(table)
+    if report is not None:
+        console.print(f"report: {page}", soft_wrap=True)
+
+
+app.command("verify")(verify)
+app.command("bench")(bench)
+check_app.command("parity", help="Same as `edge-sdk verify`.")(verify)
+check_app.command("latency", help="Same as `edge-sdk bench`.")(bench)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+# Deployment commands (calibrate, build, doctor) live in their own module and register
+# themselves on ``app``; imported last because they import ``app`` from here.
+from edge_sdk import deploy_cli  # noqa: E402, F401

@@ -38,3 +38,23 @@ class ExportError(EdgeSDKError):
 
 class WeightsError(EdgeSDKError):
     """Pretrained weights are missing, unreadable or do not match the architecture."""
+
+
+class SidecarError(EdgeSDKError):
+    """The workspace sidecar (a separate local process) failed to answer a request properly."""
+
+
+class SidecarUnavailableError(SidecarError):
+    """The sidecar process is not running, died, or closed the connection mid-request."""
+
+
+class SidecarTimeoutError(SidecarUnavailableError):
+    """The sidecar did not answer within the timeout (hung, stopped or overloaded)."""
+
+
+class SidecarProtocolError(SidecarError):
+    """A sidecar message is malformed, oversized or of an unsupported protocol version."""
+
+
+class CalibrationError(EdgeSDKError):
+    """INT8 calibration cannot proceed (too little data) or its result failed the gate."""

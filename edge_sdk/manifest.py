@@ -16,7 +16,9 @@ from edge_sdk.errors import ManifestError
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 
-ARTIFACT_FORMATS = frozenset({"onnx", "safetensors", "tensorrt"})
+ARTIFACT_FORMATS = frozenset(
+    {"onnx", "safetensors", "tensorrt", "calibration-cache", "timing-cache", "json"}
+)
 PRECISIONS = frozenset({"fp32", "fp16", "int8"})
 DTYPES = frozenset({"float32", "float16", "int64", "int32", "uint8", "bool"})
 
@@ -125,11 +127,31 @@ class WeightSource:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Record of an INT8 calibration: method, how many samples, which data."""
+    """Record of an INT8 calibration: method, how many samples, which data, what the gate saw.
+
+    Attributes:
+        method: calibration method (per graph in ``graphs`` when ``auto`` chose per graph).
+        sample_count: samples the scales were computed from (all graphs together).
+        data_sha256: hash of the calibration data selection.
+        holdout_count: samples kept out of calibration for the accuracy gate.
+        seed: sampling seed, so the selection can be repeated.
+        source: what the data was (``images:DIR``, ``synthetic``, ``npz:FILE``).
+        graphs: per quantised graph: method, quantised op types, gate figures, passed.
+        thresholds: the gate's thresholds.
+        passed: whether every graph passed the gate.
+        forced: True when a failing calibration was kept with ``--force``.
+    """
 
     method: str
     sample_count: int
     data_sha256: str
+    holdout_count: int = 0
+    seed: int | None = None
+    source: str = ""
+    graphs: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    passed: bool = True
+    forced: bool = False
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,11 @@ class Backend(Protocol):
 
 _REGISTRY: dict[str, Backend] = {}
 # Modules that register backends on import; importing them must not need optional libraries.
-_BACKEND_MODULES = ("runtimes.onnxruntime_backend", "runtimes.torch_backend")
+_BACKEND_MODULES = (
+    "runtimes.onnxruntime_backend",
+    "runtimes.tensorrt_backend",
+    "runtimes.torch_backend",
+)
 
 
 def register_backend(backend: Backend) -> Backend:

@@ -3,6 +3,9 @@
 Only lists files (no decoding), so it needs neither torch nor a video library. Emotion
 folders are matched case-insensitively to :data:`AFEW_LABELS`; an unknown folder is an error
 rather than silently skipped, because a typo there would quietly drop a whole class.
+
+Registered as the ``afew`` format of :func:`edge_sdk.datasets.read_dataset`: ``split`` is
+"Train" or "Val" (None reads both that exist); labels are :data:`AFEW_LABELS`.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_sdk.datasets._io import child_dir
+from edge_sdk.datasets.base import DatasetFormat, ReadRequest, Sample, register_format
 from edge_sdk.errors import InputError
 
 AFEW_LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -25,14 +30,6 @@ class AfewClip:
     label: int
     emotion: str
     split: str
-
-
-def _child(parent: Path, name: str) -> Path | None:
-    """The sub-folder of ``parent`` called ``name`` in any letter case."""
-    for entry in parent.iterdir():
-        if entry.is_dir() and entry.name.lower() == name.lower():
-            return entry
-    return None
 
 
 def list_afew(
@@ -53,7 +50,7 @@ def list_afew(
         raise InputError(f"AFEW split must be one of {AFEW_SPLITS}, got {split!r}")
     if not root.is_dir():
         raise InputError(f"AFEW root {root} is not a folder")
-    folder = _child(root, split)
+    folder = child_dir(root, split)
     if folder is None:
         found = sorted(p.name for p in root.iterdir() if p.is_dir())
         raise InputError(f"{root} has no {split}/ folder (found {found})")
@@ -76,3 +73,29 @@ def list_afew(
     if not clips:
         raise InputError(f"no {sorted(suffixes)} clips under {folder}")
     return tuple(sorted(clips, key=lambda c: (c.label, c.path.name)))
+
+
+def _read_afew(request: ReadRequest) -> list[Sample]:
+    root = request.path
+    if request.split is not None:
+        splits: tuple[str, ...] = (request.split,)
+    else:
+        splits = tuple(s for s in AFEW_SPLITS if child_dir(root, s) is not None)
+        if not splits:
+            list_afew(root, AFEW_SPLITS[0])  # raises the "not a folder" / "no Train/" error
+    extensions = request.extensions or VIDEO_EXTENSIONS
+    return [
+        Sample(paths=(clip.path,), source=str(clip.path), native=clip.emotion, split=clip.split)
+        for split in splits
+        for clip in list_afew(root, split, extensions)
+    ]
+
+
+AFEW = register_format(
+    DatasetFormat(
+        name="afew",
+        description="AFEW (EmotiW) <root>/<Train|Val>/<Emotion>/<clip>.avi",
+        read=_read_afew,
+        labels=AFEW_LABELS,
+    )
+)

@@ -57,6 +57,9 @@ class TrainingRecipe:
         loss: (model, batch) -> scalar tensor, the family's full training objective.
         export_build: (trained model, config) -> FamilyBuild: the inference graphs as
             registered architectures, with example inputs at several dynamic sizes.
+        calibration_feeds: optional (numpy batch, run) -> {graph: batched feeds}, for
+            families whose graphs do not take ``synthetic_batch`` keys directly; ``run(graph,
+            feeds)`` runs an FP32 graph of the bundle (to feed a graph chained after it).
     """
 
     configs: dict[str, Any]
@@ -65,6 +68,13 @@ class TrainingRecipe:
     synthetic_batch: Callable[[Any, np.random.Generator, int], dict[str, Any]]
     loss: Callable[[Any, dict[str, Any]], Any]
     export_build: Callable[[Any, Any], FamilyBuild]
+    calibration_feeds: (
+        Callable[
+            [dict[str, np.ndarray], Callable[[str, dict[str, np.ndarray]], dict[str, np.ndarray]]],
+            dict[str, dict[str, np.ndarray]],
+        ]
+        | None
+    ) = None
 
 
 @dataclass(frozen=True)

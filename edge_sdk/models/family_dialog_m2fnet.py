@@ -448,6 +448,43 @@ def export_build(model: M2FNet, config: M2FNetConfig) -> FamilyBuild:
     )
 
 
+def calibration_feeds(batch: dict[str, np.ndarray], run: Any) -> dict[str, dict]:
+    """INT8 calibration feeds for the four graphs from one generated batch.
+
+    The encoders take the batch's utterance-level arrays; the ``dialog`` graph takes their
+    FP32 outputs (``run`` executes the bundle's graphs) regrouped into dialogs, exactly as
+    the pipeline chains them at run time.
+    """
+    dialogs, utterances = batch["utterance_mask"].shape
+    encoders = {
+        "text_encoder": {
+            "input_ids": batch["input_ids"].astype(np.int64),
+            "attention_mask": batch["attention_mask"].astype(np.int64),
+        },
+        "audio_encoder": {
+            "mel": batch["mel"].astype(np.float32),
+            "mel_mask": batch["mel_mask"].astype(np.float32),
+        },
+        "visual_encoder": {
+            k: batch[k].astype(np.float32)
+            for k in ("scene", "frame_mask", "faces", "face_areas", "face_mask")
+        },
+    }
+    outputs = {name: run(name, feeds) for name, feeds in encoders.items()}
+
+    def per_dialog(values: np.ndarray) -> np.ndarray:
+        return values.reshape(dialogs, utterances, -1)
+
+    dialog = {
+        "text_features": per_dialog(outputs["text_encoder"]["embeddings"]),
+        "audio_features": per_dialog(outputs["audio_encoder"]["audio_features"]),
+        "visual_features": per_dialog(outputs["visual_encoder"]["visual_features"]),
+        "modality_mask": batch["modality_mask"].astype(np.float32),
+        "utterance_mask": batch["utterance_mask"].astype(np.float32),
+    }
+    return {**encoders, "dialog": dialog}
+
+
 register_family(
     Family(
         name=FAMILY,
@@ -463,6 +500,7 @@ register_family(
             synthetic_batch=synthetic_batch,
             loss=m2fnet_loss,
             export_build=export_build,
+            calibration_feeds=calibration_feeds,
         ),
     )
 )

@@ -273,6 +273,12 @@ def export_build(model: ExpClipModel, config: ExpClipConfig) -> FamilyBuild:
     )
 
 
+def calibration_feeds(batch: dict[str, np.ndarray], run: object) -> dict[str, dict]:
+    """INT8 calibration: the generated ``images`` are the ``zero_shot`` graph's ``image``."""
+    del run  # one graph, nothing upstream
+    return {"zero_shot": {"image": batch["images"].astype(np.float32)}}
+
+
 register_family(
     Family(
         name=FAMILY,
@@ -286,6 +292,7 @@ register_family(
             synthetic_batch=synthetic_batch,
             loss=loss,
             export_build=export_build,
+            calibration_feeds=calibration_feeds,
         ),
     )
 )

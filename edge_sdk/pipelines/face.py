@@ -1,55 +1,89 @@
-"""Face pipeline: image -> MTCNN detections -> face crops -> expression classifier."""
+"""Face pipeline: image -> MTCNN detections -> face crops -> every face family's head.
+
+:class:`FacePipeline` runs a face-fer7 bundle (detector + expression classifier) on its own,
+as it always has. Inside a Recognizer the same detector also feeds the other face families
+(:mod:`edge_sdk.pipelines.face_families`: CAF valence/arousal, Exp-CLIP zero-shot): each is
+a *head* that turns face boxes into fields of :class:`Face`, and :func:`analyze_faces` runs
+one detection and then every head on the same boxes, each batched over the faces.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo
-from edge_sdk.pipelines.detector import DetectorConfig, MTCNNDetector
+from edge_sdk.manifest import Preprocessing
+from edge_sdk.pipelines.common import Timer, describe, open_graphs, run_batched
+from edge_sdk.pipelines.detector import Detections, DetectorConfig, MTCNNDetector
+from edge_sdk.pipelines.registry import register_pipeline
 from edge_sdk.preprocess.face import face_tensor
 from edge_sdk.preprocess.image import ImageInput, load_image
 from runtimes.base import Session
-from runtimes.selection import open_graph
 
 GRAPHS = ("pnet", "rnet", "onet", "classifier")
+DETECTOR_GRAPHS = ("pnet", "rnet", "onet")
 
 
 @dataclass(frozen=True)
-class Face:
-    """One detected face and its expression.
+class ZeroShot:
+    """Exp-CLIP's answer for one face over the bundle's vocabulary (softmax of its logits)."""
 
-    ``probabilities`` keeps the manifest's label order; ``landmarks`` are the eyes, nose
-    and mouth corners as (x, y) pixels.
-    """
-
-    box: tuple[float, float, float, float]
-    landmarks: tuple[tuple[float, float], ...]
-    detection_score: float
     label: str
     probabilities: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return {
+        return {"label": self.label, "probabilities": dict(self.probabilities)}
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face and what every loaded face family says about it.
+
+    ``label``/``probabilities`` are the expression categories of the first categorical face
+    family loaded (face-fer7, else Exp-CLIP), in its label order; None/empty when only
+    valence/arousal is loaded. ``valence``/``arousal`` (in [-1, 1]) come from face-caf and
+    ``zero_shot`` from face-expclip, None when that family is not loaded. ``landmarks`` are
+    the eyes, nose and mouth corners as (x, y) pixels.
+    """
+
+    box: tuple[float, float, float, float]
+    landmarks: tuple[tuple[float, float], ...]
+    detection_score: float
+    label: str | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    valence: float | None = None
+    arousal: float | None = None
+    zero_shot: ZeroShot | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form; optional families appear only when they ran."""
+        out: dict[str, Any] = {
             "box": list(self.box),
             "landmarks": [list(p) for p in self.landmarks],
             "detection_score": self.detection_score,
             "label": self.label,
             "probabilities": dict(self.probabilities),
         }
+        if self.valence is not None:
+            out["valence"], out["arousal"] = self.valence, self.arousal
+        if self.zero_shot is not None:
+            out["zero_shot"] = self.zero_shot.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
 class FacePrediction:
     """Result for one image: every face (possibly none) plus timings per stage in ms.
 
-    The timings are per image (decode, detect, classify): stages are batched over faces.
+    The timings are per image (decode, detect, then one stage per face family: classify,
+    valence_arousal, zero_shot): each stage is batched over the faces. ``backends`` says
+    which backend/precision ran each graph.
     """
 
     faces: tuple[Face, ...]
@@ -69,8 +103,136 @@ class FacePrediction:
         }
 
 
+class FaceHead(Protocol):
+    """A face family run on detected boxes.
+
+    ``stage`` names its timing; ``crops`` cuts its input batch from one image, ``infer``
+    runs a batch of crops (of any number of images), ``fill`` adds its fields to each face.
+    ``feature_dim`` is the width of its per-face embedding (None: it has none), which the
+    audio-video pipeline uses as per-frame face features.
+    """
+
+    family: str
+    stage: str
+    backends: dict[str, str]
+    feature_dim: int | None
+
+    def crops(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray: ...
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def fill(self, outputs: dict[str, np.ndarray], fields: list[dict[str, Any]]) -> None: ...
+
+    def features(self, outputs: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+def open_detector(
+    bundle: ModelBundle,
+    device: DeviceInfo,
+    backend: str | None = None,
+    precision: str | None = None,
+    wrap: Callable[[str, Session], Session] | None = None,
+) -> tuple[MTCNNDetector, dict[str, str]]:
+    """The MTCNN cascade of a bundle that carries pnet/rnet/onet, and its backends."""
+    sessions = open_graphs(bundle, DETECTOR_GRAPHS, device, backend, precision, wrap)
+    return _detector(bundle, sessions), describe(sessions)
+
+
+def _detector(bundle: ModelBundle, sessions: dict[str, Session]) -> MTCNNDetector:
+    manifest = bundle.manifest
+    detector_config = manifest.config.get("detector", {})
+    return MTCNNDetector(
+        sessions["pnet"],
+        sessions["rnet"],
+        sessions["onet"],
+        manifest.preprocessing["detector"],
+        DetectorConfig(
+            min_face=int(detector_config.get("min_face", 20)),
+            scale_factor=float(detector_config.get("scale_factor", 0.709)),
+            thresholds=tuple(detector_config.get("thresholds", (0.6, 0.7, 0.7))),
+        ),
+    )
+
+
+def has_detector(bundle: ModelBundle) -> bool:
+    """Whether the bundle carries the three MTCNN graphs."""
+    names = {g.name for g in bundle.manifest.graphs}
+    return set(DETECTOR_GRAPHS) <= names
+
+
+def analyze_faces(
+    image: ImageInput,
+    detector: MTCNNDetector,
+    heads: Sequence[FaceHead],
+    backends: dict[str, str],
+    *,
+    color: str = "rgb",
+) -> FacePrediction:
+    """Decode, detect once, then run every head on the same boxes."""
+    timer = Timer()
+    with timer("decode"):
+        pixels = load_image(image, color=color)
+    with timer("detect"):
+        found = detector.detect(pixels)
+    return faces_from_detections(pixels, found, heads, backends, timer)
+
+
+def faces_from_detections(
+    pixels: np.ndarray,
+    found: Detections,
+    heads: Sequence[FaceHead],
+    backends: dict[str, str],
+    timer: Timer,
+) -> FacePrediction:
+    """Run every head (one stage each, batched over the faces) on detections of ``pixels``."""
+    fields: list[dict[str, Any]] = [{} for _ in range(len(found))]
+    for head in heads:
+        with timer(head.stage):
+            if len(found):
+                head.fill(head.infer(head.crops(pixels, found.boxes)), fields)
+    return FacePrediction(
+        faces=make_faces(found, fields),
+        image_size=(int(pixels.shape[1]), int(pixels.shape[0])),
+        timings_ms=timer.finish(),
+        backends=dict(backends),
+    )
+
+
+def make_faces(found: Detections, fields: Sequence[dict[str, Any]]) -> tuple[Face, ...]:
+    """Face objects from detections and the fields the heads filled in."""
+    return tuple(
+        Face(
+            box=tuple(float(v) for v in found.boxes[i]),
+            landmarks=tuple((float(x), float(y)) for x, y in found.landmarks[i]),
+            detection_score=float(found.scores[i]),
+            **fields[i],
+        )
+        for i in range(len(found))
+    )
+
+
+def categories(labels: Sequence[str], probabilities: np.ndarray) -> tuple[str, dict[str, float]]:
+    """(argmax label, {label: p}) in the manifest's label order."""
+    mapping = {lab: float(p) for lab, p in zip(labels, probabilities, strict=True)}
+    return labels[int(np.argmax(probabilities))], mapping
+
+
+def crops_for(image: np.ndarray, boxes: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """The head's input batch for ``boxes`` of one image (the shared face crop rule)."""
+    return face_tensor(image, boxes, prep)
+
+
+@register_pipeline("face")
 class FacePipeline:
-    """Detector and classifier sessions opened once at start-up and reused for every call."""
+    """face-fer7: detector and classifier sessions opened once at start-up, reused per call.
+
+    It is also the categorical :class:`FaceHead` (stage ``classify``) and the detector
+    provider for the other face families when a Recognizer holds several bundles.
+    """
+
+    modality = "face"
+    stage = "classify"
+    feature_dim = None
 
     def __init__(
         self,
@@ -86,63 +248,40 @@ class FacePipeline:
         tensors each graph sees for INT8 calibration.
         """
         manifest = bundle.manifest
+        self.family = manifest.family
         self.labels = manifest.labels
         self.classifier_prep = manifest.preprocessing["classifier"]
-        sessions = {
-            name: open_graph(bundle, name, device, backend=backend, precision=precision)
-            for name in GRAPHS
-        }
-        if wrap is not None:
-            sessions = {name: wrap(name, session) for name, session in sessions.items()}
-        detector_config = manifest.config.get("detector", {})
-        self.detector = MTCNNDetector(
-            sessions["pnet"],
-            sessions["rnet"],
-            sessions["onet"],
-            manifest.preprocessing["detector"],
-            DetectorConfig(
-                min_face=int(detector_config.get("min_face", 20)),
-                scale_factor=float(detector_config.get("scale_factor", 0.709)),
-                thresholds=tuple(detector_config.get("thresholds", (0.6, 0.7, 0.7))),
-            ),
-        )
+        sessions = open_graphs(bundle, GRAPHS, device, backend, precision, wrap)
+        self.detector = _detector(bundle, sessions)
         self.classifier = sessions["classifier"]
-        self.backends = {n: f"{s.backend}/{s.precision}" for n, s in sessions.items()}
+        self._classifier_graph = manifest.graph("classifier")
+        self.backends = describe(sessions)
+        self.detector_backends = {n: self.backends[n] for n in DETECTOR_GRAPHS}
 
     def classify(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Class probabilities (n, k) for face boxes in an RGB uint8 image."""
         if boxes.shape[0] == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        batch = face_tensor(image, boxes, self.classifier_prep)
-        return self.classifier.run({"image": batch})["probabilities"]
+        return self.infer(self.crops(image, boxes))["probabilities"]
+
+    def crops(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Gray 64x64 crops under fer's rule (square box + 10 px margin)."""
+        return crops_for(image, boxes, self.classifier_prep)
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Classifier outputs for a batch of crops (chunked to the graph's batch profile)."""
+        return run_batched(self.classifier, self._classifier_graph, {"image": batch})
+
+    def fill(self, outputs: dict[str, np.ndarray], fields: list[dict[str, Any]]) -> None:
+        """Set ``label``/``probabilities`` of each face (first categorical family wins)."""
+        for i, probs in enumerate(outputs["probabilities"]):
+            if fields[i].get("label") is None:
+                fields[i]["label"], fields[i]["probabilities"] = categories(self.labels, probs)
+
+    def features(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The exported classifier has no embedding output."""
+        raise NotImplementedError("face-fer7's classifier exports no face features")
 
     def predict(self, image: ImageInput, *, color: str = "rgb") -> FacePrediction:
         """Detect and classify every face in one image."""
-        start = time.perf_counter()
-        pixels = load_image(image, color=color)
-        decoded = time.perf_counter()
-        found = self.detector.detect(pixels)
-        detected = time.perf_counter()
-        probs = self.classify(pixels, found.boxes)
-        classified = time.perf_counter()
-        faces = tuple(
-            Face(
-                box=tuple(float(v) for v in found.boxes[i]),
-                landmarks=tuple((float(x), float(y)) for x, y in found.landmarks[i]),
-                detection_score=float(found.scores[i]),
-                label=self.labels[int(np.argmax(probs[i]))],
-                probabilities={lab: float(p) for lab, p in zip(self.labels, probs[i], strict=True)},
-            )
-            for i in range(len(found))
-        )
-        return FacePrediction(
-            faces=faces,
-            image_size=(int(pixels.shape[1]), int(pixels.shape[0])),
-            timings_ms={
-                "decode": (decoded - start) * 1e3,
-                "detect": (detected - decoded) * 1e3,
-                "classify": (classified - detected) * 1e3,
-                "total": (classified - start) * 1e3,
-            },
-            backends=self.backends,
-        )
+        return analyze_faces(image, self.detector, (self,), self.backends, color=color)

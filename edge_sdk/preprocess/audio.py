@@ -7,8 +7,10 @@ failures before any maths: empty or 1-sample audio, NaN/Inf, rate 0, ambiguous l
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -106,3 +108,130 @@ def log_mel(waveform: np.ndarray, sample_rate: int, config: MelConfig) -> np.nda
     power = np.abs(np.fft.rfft(audio[index] * window, axis=1)) ** 2
     mel = mel_filterbank(config) @ power.T.astype(np.float32)
     return np.log(mel + config.log_floor).astype(np.float32)
+
+
+# --- reading audio from callers ----------------------------------------------------------------
+
+_WAVE_PCM, _WAVE_FLOAT, _WAVE_EXTENSIBLE = 1, 3, 0xFFFE
+MAX_AUDIO_BYTES = 512 * 1024 * 1024  # refuse to read a WAV file larger than this
+
+
+@dataclass(frozen=True)
+class Audio:
+    """A waveform and its sample rate, as callers hand it to ``predict(audio=...)``.
+
+    ``samples`` is (n,), (n, channels) or (channels, n); integer PCM is scaled to [-1, 1].
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+
+
+AudioInput = Audio | tuple | str | os.PathLike | bytes | bytearray
+
+
+def read_wav(data: bytes, name: str = "WAV data") -> Audio:
+    """Parse a RIFF/WAVE file (PCM 8/16/24/32-bit or IEEE float 32/64-bit) into an Audio.
+
+    The stdlib ``wave`` module reads PCM only; kiosk recorders often write float WAVs, so the
+    few chunks needed are parsed here. Every malformation is an InputError naming ``name``.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise InputError(f"{name}: not a RIFF/WAVE file")
+    fmt: tuple[int, int, int, int] | None = None
+    payload: bytes | None = None
+    offset = 12
+    while offset + 8 <= len(data):
+        chunk = data[offset : offset + 4]
+        size = int.from_bytes(data[offset + 4 : offset + 8], "little")
+        body = data[offset + 8 : offset + 8 + size]
+        if chunk == b"fmt ":
+            if len(body) < 16:
+                raise InputError(f"{name}: truncated fmt chunk")
+            tag = int.from_bytes(body[0:2], "little")
+            if tag == _WAVE_EXTENSIBLE and len(body) >= 26:
+                tag = int.from_bytes(body[24:26], "little")  # sub-format GUID's first two bytes
+            channels = int.from_bytes(body[2:4], "little")
+            rate = int.from_bytes(body[4:8], "little")
+            bits = int.from_bytes(body[14:16], "little")
+            fmt = (tag, channels, rate, bits)
+        elif chunk == b"data":
+            payload = body
+            break
+        offset += 8 + size + (size & 1)  # chunks are padded to even sizes
+    if fmt is None or payload is None:
+        raise InputError(f"{name}: WAV file lacks a fmt or data chunk")
+    tag, channels, rate, bits = fmt
+    if channels < 1:
+        raise InputError(f"{name}: WAV header declares {channels} channels")
+    width = bits // 8
+    kinds = {
+        (_WAVE_PCM, 1): "u1",
+        (_WAVE_PCM, 2): "<i2",
+        (_WAVE_PCM, 4): "<i4",
+        (_WAVE_FLOAT, 4): "<f4",
+        (_WAVE_FLOAT, 8): "<f8",
+    }
+    usable = len(payload) - len(payload) % (width * channels) if width else 0
+    if (tag, width) == (_WAVE_PCM, 3):
+        raw = np.frombuffer(payload[:usable], dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        values = (raw[:, 0] | (raw[:, 1] << 8) | (raw[:, 2] << 16)) << 8 >> 8  # sign-extend
+        samples = values.astype(np.float32) / 8388608.0
+    elif (tag, width) in kinds:
+        samples = np.frombuffer(payload[:usable], dtype=kinds[(tag, width)])
+        if samples.dtype == np.uint8:
+            samples = (samples.astype(np.float32) - 128.0) / 128.0
+        elif np.issubdtype(samples.dtype, np.integer):
+            samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max)
+        else:
+            samples = samples.astype(np.float32)
+    else:
+        raise InputError(f"{name}: unsupported WAV encoding (format tag {tag}, {bits} bits)")
+    return Audio(samples.reshape(-1, channels), rate)
+
+
+def load_audio(audio: AudioInput, sample_rate: int | None = None) -> Audio:
+    """Any supported audio input -> Audio (samples not yet validated, mixed or resampled).
+
+    Accepts an :class:`Audio`, a ``(samples, sample_rate)`` tuple, an array with
+    ``sample_rate`` given, a WAV file path or WAV bytes.
+    """
+    if isinstance(audio, Audio):
+        return audio
+    if isinstance(audio, tuple):
+        if len(audio) != 2:
+            raise InputError("audio tuples must be (samples, sample_rate)")
+        return Audio(np.asarray(audio[0]), audio[1])
+    if isinstance(audio, np.ndarray):
+        if sample_rate is None:
+            raise InputError("an audio array needs its sample rate: pass (samples, sample_rate)")
+        return Audio(audio, sample_rate)
+    if isinstance(audio, (bytes, bytearray)):
+        return read_wav(bytes(audio))
+    if isinstance(audio, (str, os.PathLike)):
+        path = Path(audio)
+        if not path.is_file():
+            raise InputError(f"{path}: no such audio file")
+        if path.stat().st_size > MAX_AUDIO_BYTES:
+            raise InputError(f"{path}: larger than {MAX_AUDIO_BYTES} bytes")
+        return read_wav(path.read_bytes(), name=str(path))
+    raise InputError(f"unsupported audio input of type {type(audio).__name__}")
+
+
+def audio_log_mel(audio: AudioInput, config: MelConfig) -> np.ndarray:
+    """Audio input at any rate/layout -> checked (n_mels, frames) log-mel (:func:`log_mel`).
+
+    Checks the array itself first (numeric, 1-D or 2-D) so a bad layout or dtype is named
+    before the maths.
+    """
+    loaded = load_audio(audio)
+    samples = np.asarray(loaded.samples)
+    if samples.dtype == object or not (
+        np.issubdtype(samples.dtype, np.floating) or np.issubdtype(samples.dtype, np.integer)
+    ):
+        raise InputError(f"audio samples must be numeric, got dtype {samples.dtype}")
+    if samples.ndim == 0 or samples.ndim > 2:
+        raise InputError(f"audio must be (samples,) or (samples, channels), got {samples.shape}")
+    if samples.size == 0:
+        raise InputError("audio is empty (0 samples)")
+    return log_mel(samples, loaded.sample_rate, config)

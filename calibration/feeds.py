@@ -1,0 +1,196 @@
+"""Calibration feeds per graph, from whatever data the user has.
+
+Every source returns the same thing: for each graph, a list of single-sample feeds as the
+graph sees them in deployment, plus a hash of the data. Sources never re-implement a
+family's preprocessing: images run through the FP32 pipeline with recording sessions,
+generated data comes from the family's own ``synthetic_batch``, and ``.npz`` files hold
+graph feeds that were recorded elsewhere.
+
+Sources (``--data``):
+    ``DIR`` or ``LIST.txt``: images, for bundles whose pipeline is ``face``.
+    ``synthetic``: the family's generated training distribution (recipe families).
+    ``FILE.npz``: arrays named ``GRAPH/INPUT``, first axis = samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calibration.reader import RecordingSession, split_batches
+from calibration.sources import files_sha256, image_paths, sample
+from edge_sdk.bundle import ModelBundle
+from edge_sdk.device import DeviceInfo
+from edge_sdk.errors import InputError
+from runtimes.base import Session
+from runtimes.selection import open_graph
+
+Feed = dict[str, np.ndarray]
+RunGraph = Callable[[str, Feed], dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class FeedSet:
+    """Recorded feeds per graph and where they came from."""
+
+    feeds: dict[str, list[Feed]]
+    data_sha256: str
+    source: str
+    items: int  # images, generated samples or npz rows drawn
+
+    def count(self, graph: str) -> int:
+        return len(self.feeds.get(graph, []))
+
+
+def fp32_runner(bundle: ModelBundle, device: DeviceInfo) -> RunGraph:
+    """Run any graph of ``bundle`` in FP32 on ONNX Runtime's CPU provider (opened lazily)."""
+    sessions: dict[str, Session] = {}
+
+    def run(graph: str, feeds: Feed) -> dict[str, np.ndarray]:
+        if graph not in sessions:
+            sessions[graph] = open_graph(bundle, graph, device, backend="ort-cpu", precision="fp32")
+        step = _leading_max(bundle, graph)
+        total = next(iter(feeds.values())).shape[0]
+        parts = [
+            sessions[graph].run({k: v[start : start + step] for k, v in feeds.items()})
+            for start in range(0, total, step)
+        ]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    return run
+
+
+def _leading_max(bundle: ModelBundle, graph: str) -> int:
+    """Largest first-axis size the graph's profile allows (its inputs share that axis)."""
+    spec = bundle.manifest.graph(graph)
+    first = spec.inputs[0].shape[0]
+    return spec.dims[first].max if isinstance(first, str) else int(first)
+
+
+def image_feeds(
+    bundle: ModelBundle, device: DeviceInfo, data: str, count: int | None, seed: int
+) -> FeedSet:
+    """Run the FP32 face pipeline over sampled images, recording what every graph sees."""
+    from edge_sdk.pipelines.face import FacePipeline
+
+    if bundle.manifest.config.get("pipeline") != "face":
+        raise InputError(
+            f"image folders calibrate face-pipeline bundles; {bundle.manifest.family} needs "
+            "--data synthetic or an .npz of recorded feeds"
+        )
+    paths = sample(image_paths(data), count, seed)
+    recorders: dict[str, RecordingSession] = {}
+
+    def record(name: str, session: Session) -> Session:
+        recorders[name] = RecordingSession(session)
+        return recorders[name]
+
+    pipeline = FacePipeline(bundle, device, backend="ort-cpu", precision="fp32", wrap=record)
+    for path in paths:
+        pipeline.predict(str(path))
+    feeds = {name: split_batches(rec.feeds) for name, rec in recorders.items()}
+    return FeedSet(feeds, files_sha256(paths), f"images:{data}", len(paths))
+
+
+def _recipe_config(bundle: ModelBundle) -> tuple[Any, Any]:
+    from edge_sdk.models.families import get_family
+    from edge_sdk.models.training import config_from_json
+
+    family = get_family(bundle.manifest.family)
+    if family.recipe is None or "model" not in bundle.manifest.config:
+        raise InputError(
+            f"{bundle.manifest.family} has no generated training distribution; "
+            "calibrate it with real data (an image folder or an .npz of feeds)"
+        )
+    config = config_from_json(family.recipe, json.dumps(bundle.manifest.config["model"]))
+    return family.recipe, config
+
+
+def _tensor_dict(batch: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {k: v.numpy() if hasattr(v, "numpy") else np.asarray(v) for k, v in batch.items()}
+
+
+def graph_feeds_from_batch(
+    bundle: ModelBundle, batch: dict[str, np.ndarray], run: RunGraph
+) -> dict[str, list[Feed]]:
+    """Split a generated batch into single-sample feeds of every graph that can take it.
+
+    A graph takes the batch when every input name is a batch key of matching dtype. A
+    family whose graphs are chained (a dialog graph over encoder outputs) supplies
+    ``calibration_feeds(batch, run)`` in its recipe module, which may run upstream graphs.
+    """
+    from edge_sdk.models.families import get_family
+
+    family = get_family(bundle.manifest.family)
+    hook = family.recipe.calibration_feeds if family.recipe else None
+    if hook is not None:
+        return {graph: split_batches([feed]) for graph, feed in hook(batch, run).items()}
+    out: dict[str, list[Feed]] = {}
+    for graph in bundle.manifest.graphs:
+        names = [t.name for t in graph.inputs]
+        if all(n in batch for n in names):
+            typed = {t.name: batch[t.name].astype(t.dtype) for t in graph.inputs}
+            out[graph.name] = split_batches([typed])
+    return out
+
+
+def synthetic_feeds(
+    bundle: ModelBundle, device: DeviceInfo, count: int | None, seed: int
+) -> FeedSet:
+    """Feeds drawn from the family's own generated distribution (``synthetic_batch``)."""
+    import torch
+
+    recipe, config = _recipe_config(bundle)
+    total = count or 256
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    batch = _tensor_dict(recipe.synthetic_batch(config, rng, total))
+    feeds = graph_feeds_from_batch(bundle, batch, fp32_runner(bundle, device))
+    digest = hashlib.sha256(f"synthetic:{bundle.manifest.family}:{seed}:{total}".encode())
+    return FeedSet(feeds, digest.hexdigest(), "synthetic", total)
+
+
+def npz_feeds(bundle: ModelBundle, data: str, count: int | None, seed: int) -> FeedSet:
+    """Feeds stored as ``GRAPH/INPUT`` arrays (first axis = samples) in an ``.npz`` file."""
+    path = Path(data)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable .npz of arrays: {exc}") from exc
+    feeds: dict[str, list[Feed]] = {}
+    for graph in bundle.manifest.graphs:
+        keys = {t.name: f"{graph.name}/{t.name}" for t in graph.inputs}
+        present = [k for k in keys.values() if k in arrays]
+        if not present:
+            continue
+        if len(present) != len(keys):
+            missing = sorted(set(keys.values()) - set(present))
+            raise InputError(f"{path}: graph {graph.name!r} lacks arrays {missing}")
+        sizes = {arrays[k].shape[0] for k in keys.values()}
+        if len(sizes) != 1:
+            raise InputError(f"{path}: inputs of graph {graph.name!r} differ in sample count")
+        rows = sample(list(range(sizes.pop())), count, seed)
+        feeds[graph.name] = [
+            {name: arrays[key][i : i + 1] for name, key in keys.items()} for i in rows
+        ]
+    if not feeds:
+        raise InputError(f"{path}: no arrays named GRAPH/INPUT for any graph of the bundle")
+    return FeedSet(feeds, files_sha256([path]), f"npz:{data}", max(map(len, feeds.values())))
+
+
+def collect_feeds(
+    bundle: ModelBundle, device: DeviceInfo, data: str, count: int | None, seed: int
+) -> FeedSet:
+    """Pick the source from ``data``: ``synthetic``, an ``.npz`` file, or images."""
+    if data == "synthetic":
+        return synthetic_feeds(bundle, device, count, seed)
+    if data.endswith(".npz"):
+        return npz_feeds(bundle, data, count, seed)
+    return image_feeds(bundle, device, data, count, seed)

@@ -1,0 +1,312 @@
+"""Calibrate a bundle to INT8 with ONNX Runtime, gate it, and record it in the manifest.
+
+For every graph the family policy quantises: split the recorded feeds into calibration
+and held-out samples (seeded), quantise with each candidate method, run FP32 and INT8 on
+the held-out samples, and keep the method whose figures pass the gate (``auto`` keeps the
+best of those that pass). The INT8 model is added to the bundle as ``GRAPH.int8.onnx``
+next to the FP32 one, and the calibration record (method, counts, data hash, figures,
+thresholds) goes into the manifest, so ``edge-sdk devices`` and the selection policy see it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from calibration.feeds import Feed, FeedSet, collect_feeds
+from calibration.gate import GateThresholds, OutputFigures, compare_runs
+from calibration.policy import METHODS, FamilyPolicy, policy_for
+from calibration.quantize import quantize_graph
+from edge_sdk.bundle import BundleWriter, ModelBundle
+from edge_sdk.device import DeviceInfo, DeviceProbe
+from edge_sdk.errors import CalibrationError
+from edge_sdk.manifest import Artifact, Calibration
+
+log = logging.getLogger(__name__)
+
+MIN_SAMPLES = 8  # one calibration batch; fewer is refused rather than guessing scales
+WARN_SAMPLES = 300  # below a few hundred samples, ranges are noisy: say so
+
+
+@dataclass(frozen=True)
+class MethodTrial:
+    """One method tried on one graph: its gate figures."""
+
+    method: str
+    figures: tuple[OutputFigures, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(f.passed for f in self.figures)
+
+    @property
+    def badness(self) -> float:
+        """Lower is better: failures first, then how far the figures are from perfect."""
+        total = 0.0
+        for f in self.figures:
+            total += 10.0 * len(f.failures)
+            total += (1 - f.agreement) if f.agreement is not None else 0.0
+            total += f.max_prob_diff or 0.0
+            total += f.ccc_delta or 0.0
+            total += (1 - f.min_cosine) if f.min_cosine is not None else 0.0
+        return total
+
+
+@dataclass(frozen=True)
+class GraphCalibration:
+    """The outcome for one graph: counts, every trial, and the kept one."""
+
+    graph: str
+    calibration_samples: int
+    holdout_samples: int
+    trials: tuple[MethodTrial, ...]
+    chosen: MethodTrial
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "method": self.chosen.method,
+            "calibration_samples": self.calibration_samples,
+            "holdout_samples": self.holdout_samples,
+            "passed": self.chosen.passed,
+            "outputs": {f.output: f.to_dict() for f in self.chosen.figures},
+            "tried": {t.method: t.passed for t in self.trials},
+        }
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """What ``calibrate_bundle`` did; ``bundle`` is None when the gate refused to write."""
+
+    graphs: tuple[GraphCalibration, ...]
+    record: Calibration
+    bundle: ModelBundle | None
+
+    @property
+    def passed(self) -> bool:
+        return all(g.chosen.passed for g in self.graphs)
+
+
+class GateFailedError(CalibrationError):
+    """INT8 figures below the thresholds; carries the result so callers can show them."""
+
+    def __init__(self, message: str, result: CalibrationResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def _split(feeds: list[Feed], holdout: float, seed: int) -> tuple[list[Feed], list[Feed]]:
+    order = np.random.default_rng(seed).permutation(len(feeds))
+    held = max(1, round(len(feeds) * holdout))
+    return [feeds[i] for i in order[held:]], [feeds[i] for i in order[:held]]
+
+
+def _ort_session(model: bytes) -> object:
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
+
+
+def _run_all(session: object, feeds: list[Feed]) -> list[dict[str, np.ndarray]]:
+    names = [o.name for o in session.get_outputs()]  # type: ignore[attr-defined]
+    return [
+        dict(zip(names, session.run(names, feed), strict=True))  # type: ignore[attr-defined]
+        for feed in feeds
+    ]
+
+
+def _methods(requested: str, policy: FamilyPolicy) -> tuple[str, ...]:
+    if requested == "auto":
+        return METHODS
+    if requested == "default":
+        return (policy.method,)
+    if requested not in METHODS:
+        raise CalibrationError(
+            f"unknown method {requested!r}; expected auto, default or one of {METHODS}"
+        )
+    return (requested,)
+
+
+def _check_counts(graph: str, calib: list[Feed], source: str) -> None:
+    if len(calib) < MIN_SAMPLES:
+        raise CalibrationError(
+            f"graph {graph!r}: only {len(calib)} calibration samples from {source} "
+            f"(at least {MIN_SAMPLES}, one batch, are needed; a few hundred are advised)"
+        )
+    if len(calib) < WARN_SAMPLES:
+        log.warning(
+            "graph %r: %d calibration samples; ranges from fewer than %d are noisy",
+            graph,
+            len(calib),
+            WARN_SAMPLES,
+        )
+
+
+def _masked(
+    runs: list[dict[str, np.ndarray]], feeds: list[Feed], masks: dict[str, str]
+) -> list[dict[str, np.ndarray]]:
+    """Outputs with padded rows removed: ``masks`` maps an output to the input whose zero
+    entries mark padding (a dialog's padded utterances), whose outputs mean nothing."""
+    if not masks:
+        return runs
+    kept = []
+    for run, feed in zip(runs, feeds, strict=True):
+        run = dict(run)
+        for output, mask_input in masks.items():
+            run[output] = run[output][np.asarray(feed[mask_input]) != 0]
+        kept.append(run)
+    return kept
+
+
+def calibrate_graph(
+    graph: str,
+    fp32_model: bytes,
+    calib: list[Feed],
+    holdout: list[Feed],
+    methods: tuple[str, ...],
+    policy: FamilyPolicy,
+    thresholds: GateThresholds,
+) -> tuple[GraphCalibration, tuple[bytes, bytes]]:
+    """Quantise one graph with each method, gate each, keep the best.
+
+    Returns the summary and the kept (INT8 model, range cache) bytes.
+    """
+    masks = policy.masks.get(graph, {})
+    reference = _masked(_run_all(_ort_session(fp32_model), holdout), holdout, masks)
+    trials: list[tuple[MethodTrial, bytes]] = []
+    for method in methods:
+        model, ranges = quantize_graph(fp32_model, calib, method, policy.op_types)
+        outputs = _masked(_run_all(_ort_session(model), holdout), holdout, masks)
+        figures = compare_runs(
+            reference, outputs, policy.kinds[graph], thresholds, policy.tie_margin
+        )
+        trials.append((MethodTrial(method, tuple(figures)), (model, ranges)))
+    best, model = min(trials, key=lambda pair: pair[0].badness)
+    summary = GraphCalibration(graph, len(calib), len(holdout), tuple(t for t, _ in trials), best)
+    return summary, model
+
+
+def calibrate_bundle(
+    bundle_dir: str | Path,
+    data: str,
+    *,
+    method: str = "default",
+    count: int | None = None,
+    seed: int = 0,
+    holdout: float = 0.2,
+    holdout_data: str | None = None,
+    thresholds: GateThresholds | None = None,
+    force: bool = False,
+    device: DeviceInfo | None = None,
+) -> CalibrationResult:
+    """Add INT8 artifacts for every graph the family policy quantises; see module doc.
+
+    Args:
+        bundle_dir: the FP32 bundle; INT8 artifacts and the record are added in place.
+        data: ``synthetic``, an ``.npz`` of graph feeds, or an image folder / list file.
+        method: ``default`` (the family's), ``auto`` (try all, keep the best passing) or
+            one of ``minmax``, ``entropy``, ``percentile``.
+        count: how many items to draw from ``data`` (all when None).
+        seed: sampling and split seed.
+        holdout: fraction of the samples kept for the gate (ignored with ``holdout_data``).
+        holdout_data: separate data for the gate; then every ``data`` sample calibrates.
+        thresholds: gate thresholds; defaults as in :class:`GateThresholds`.
+        force: write the INT8 artifacts even when the gate fails (recorded as forced).
+        device: probed device (only used to open the FP32 pipeline that records feeds).
+
+    Raises:
+        CalibrationError: too few samples for a graph.
+        GateFailedError: the gate failed and ``force`` is False (nothing is written).
+    """
+    bundle = ModelBundle.load(Path(bundle_dir))
+    device = device or DeviceProbe().probe()
+    thresholds = thresholds or GateThresholds()
+    policy = policy_for(bundle.manifest)
+    methods = _methods(method, policy)
+    feedset = collect_feeds(bundle, device, data, count, seed)
+    gate_set: FeedSet | None = None
+    if holdout_data is not None:
+        gate_set = collect_feeds(bundle, device, holdout_data, None, seed + 1)
+    results: list[GraphCalibration] = []
+    models: dict[str, tuple[bytes, bytes]] = {}
+    for spec in bundle.manifest.graphs:
+        if spec.name in policy.skip_graphs:
+            continue
+        feeds = feedset.feeds.get(spec.name, [])
+        if gate_set is None:
+            calib, held = _split(feeds, holdout, seed)
+        else:
+            calib, held = feeds, gate_set.feeds.get(spec.name, [])
+        _check_counts(spec.name, calib, feedset.source)
+        if not held:
+            raise CalibrationError(f"graph {spec.name!r}: no held-out samples for the gate")
+        fp32 = _fp32_artifact(bundle, spec.name)
+        summary, model = calibrate_graph(
+            spec.name, bundle.read_artifact(fp32), calib, held, methods, policy, thresholds
+        )
+        results.append(summary)
+        models[spec.name] = model
+    record = Calibration(
+        method=method if method != "default" else policy.method,
+        sample_count=sum(g.calibration_samples for g in results),
+        data_sha256=feedset.data_sha256,
+        holdout_count=sum(g.holdout_samples for g in results),
+        seed=seed,
+        source=feedset.source,
+        graphs={g.graph: g.to_dict() for g in results},
+        thresholds={**thresholds.to_dict(), "tie_margin": policy.tie_margin},
+        passed=all(g.chosen.passed for g in results),
+        forced=force and not all(g.chosen.passed for g in results),
+    )
+    result = CalibrationResult(tuple(results), record, None)
+    if not result.passed and not force:
+        raise GateFailedError(_failure_message(result), result)
+    return replace(result, bundle=_write(bundle, models, record))
+
+
+def _fp32_artifact(bundle: ModelBundle, graph: str) -> Artifact:
+    for artifact in bundle.manifest.artifacts_for(graph):
+        if artifact.format == "onnx" and artifact.precision == "fp32":
+            return artifact
+    raise CalibrationError(f"bundle has no FP32 ONNX artifact for graph {graph!r}")
+
+
+def _write(
+    bundle: ModelBundle, models: dict[str, tuple[bytes, bytes]], record: Calibration
+) -> ModelBundle:
+    import onnxruntime
+
+    writer = BundleWriter.extending(bundle)
+    built_with = {"onnxruntime": onnxruntime.__version__, "quant_format": "QDQ"}
+    for graph, (model, ranges) in models.items():
+        writer.add(
+            f"{graph}.int8.onnx",
+            model,
+            format="onnx",
+            graph=graph,
+            precision="int8",
+            built_with=built_with,
+        )
+        writer.add(
+            f"{graph}.int8.ranges.json",
+            ranges,
+            format="calibration-cache",
+            graph=graph,
+            precision="int8",
+            built_with=built_with,
+        )
+    return writer.finish(replace(bundle.manifest, calibration=record))
+
+
+def _failure_message(result: CalibrationResult) -> str:
+    lines = ["INT8 calibration failed the accuracy gate (use --force to keep it anyway):"]
+    for graph in result.graphs:
+        for figures in graph.chosen.figures:
+            if figures.failures:
+                lines.append(
+                    f"  {graph.graph}.{figures.output} [{graph.chosen.method}]: "
+                    + "; ".join(figures.failures)
+                )
+    return "\n".join(lines)

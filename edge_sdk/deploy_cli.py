@@ -1,0 +1,158 @@
+"""Deployment commands: ``calibrate`` (ORT INT8), ``build`` (TensorRT engines), ``doctor``.
+
+Registered on the main typer app by :mod:`edge_sdk.cli`; kept apart so the prediction
+commands and the deployment commands each stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from edge_sdk.cli import _fail, app, console
+from edge_sdk.errors import EdgeSDKError
+
+
+def _gate_table(result: object) -> Table:
+    table = Table(title="INT8 accuracy gate (held-out samples, INT8 vs FP32)")
+    for column in ("graph", "method", "output", "kind", "samples", "figures", "verdict"):
+        table.add_column(column)
+    for graph in result.graphs:  # type: ignore[attr-defined]
+        for f in graph.chosen.figures:
+            figures = {
+                "agreement": f.agreement,
+                "max_prob_diff": f.max_prob_diff,
+                "ccc_delta": f.ccc_delta,
+                "min_cosine": f.min_cosine,
+            }
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in figures.items() if v is not None)
+            verdict = "[green]pass[/]" if f.passed else f"[red]fail[/] {'; '.join(f.failures)}"
+            table.add_row(
+                graph.graph, graph.chosen.method, f.output, f.kind, str(f.samples), shown, verdict
+            )
+    return table
+
+
+@app.command()
+def calibrate(
+    bundle: Annotated[Path, typer.Argument(help="FP32 bundle directory (changed in place).")],
+    data: Annotated[
+        str, typer.Option(help="Image folder or list file, 'synthetic', or FEEDS.npz.")
+    ],
+    method: Annotated[
+        str, typer.Option(help="default, auto, minmax, entropy or percentile.")
+    ] = "default",
+    count: Annotated[int | None, typer.Option(help="Items drawn from --data.")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling and split seed.")] = 0,
+    holdout: Annotated[float, typer.Option(help="Fraction held out for the gate.")] = 0.2,
+    holdout_data: Annotated[
+        str | None, typer.Option(help="Separate data for the gate (all --data calibrates).")
+    ] = None,
+    min_agreement: Annotated[float, typer.Option(help="Gate: top-1 agreement.")] = 0.99,
+    max_prob_diff: Annotated[float, typer.Option(help="Gate: max probability diff.")] = 0.25,
+    max_ccc_delta: Annotated[float, typer.Option(help="Gate: 1 - CCC(FP32, INT8).")] = 0.02,
+    min_cosine: Annotated[float, typer.Option(help="Gate: embedding cosine.")] = 0.98,
+    force: Annotated[bool, typer.Option(help="Keep INT8 models that fail the gate.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
+) -> None:
+    """Quantise a bundle to INT8 (QDQ) with ONNX Runtime and gate it against FP32."""
+    from calibration.gate import GateThresholds
+    from calibration.ort_int8 import GateFailedError, calibrate_bundle
+
+    thresholds = GateThresholds(min_agreement, max_prob_diff, max_ccc_delta, min_cosine)
+    try:
+        with console.status("calibrating (recording feeds, quantising, gating)..."):
+            result = calibrate_bundle(
+                bundle,
+                data,
+                method=method,
+                count=count,
+                seed=seed,
+                holdout=holdout,
+                holdout_data=holdout_data,
+                thresholds=thresholds,
+                force=force,
+            )
+    except GateFailedError as exc:
+        console.print(_gate_table(exc.result))
+        raise _fail(exc) from exc
+    except EdgeSDKError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        console.print_json(json.dumps(result.record.__dict__, default=str))
+        return
+    console.print(_gate_table(result))
+    state = "[yellow]forced[/]" if result.record.forced else "[green]passed[/]"
+    console.print(f"INT8 artifacts written to {bundle} ({state})")
+
+
+@app.command()
+def build(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory (engines are added to it).")],
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8.")] = "fp16",
+    dla: Annotated[int | None, typer.Option(help="Jetson DLA core (0/1).")] = None,
+    graph: Annotated[list[str] | None, typer.Option(help="Only these graphs.")] = None,
+    legacy_calibrator: Annotated[
+        bool, typer.Option(help="TensorRT 8.x: implicit INT8 calibration (JetPack 5).")
+    ] = False,
+    if_missing: Annotated[
+        bool, typer.Option(help="Skip graphs that already have an engine for this device.")
+    ] = False,
+) -> None:
+    """Build TensorRT engines for this device from the bundle's ONNX (needs TensorRT)."""
+    from edge_sdk.device import DeviceProbe
+    from export.tensorrt_build import build_bundle_engines
+
+    try:
+        device = DeviceProbe().probe()
+        built = build_bundle_engines(
+            bundle,
+            device,
+            precision,
+            dla_core=dla,
+            graphs=tuple(graph) if graph else None,
+            legacy_calibrator=legacy_calibrator,
+            if_missing=if_missing,
+        )
+    except EdgeSDKError as exc:
+        raise _fail(exc) from exc
+    engines = [a.path for a in built.manifest.artifacts if a.format == "tensorrt"]
+    console.print(f"engines for {device.fingerprint}: {', '.join(engines)}")
+
+
+@app.command()
+def doctor(
+    bundle: Annotated[Path | None, typer.Option(help="Also check this bundle.")] = None,
+) -> None:
+    """Health check: the device probe, the backends, and (optionally) a bundle's hashes.
+
+    Exit code 0 when every check passes; the Jetson image runs it as its HEALTHCHECK.
+    """
+    from edge_sdk.bundle import ModelBundle
+    from edge_sdk.device import DeviceProbe
+    from runtimes.base import all_backends
+
+    problems: list[str] = []
+    device = DeviceProbe().probe()
+    table = Table(title=f"edge-sdk doctor ({device.fingerprint})")
+    table.add_column("check")
+    table.add_column("result")
+    for backend in all_backends():
+        table.add_row(f"backend {backend.name}", "ok" if backend.is_available() else "absent")
+    if not any(b.is_available() for b in all_backends() if b.automatic):
+        problems.append("no deployment backend is importable (install onnxruntime)")
+    if bundle is not None:
+        try:
+            opened = ModelBundle.load(bundle)
+            table.add_row("bundle", f"{opened.manifest.family}: every hash verified")
+        except EdgeSDKError as exc:
+            problems.append(f"bundle: {exc}")
+    for problem in problems:
+        table.add_row("[red]problem[/]", problem)
+    console.print(table)
+    if problems:
+        raise typer.Exit(code=1)

@@ -1,0 +1,110 @@
+"""The face families without a detector of their own: CAF (valence/arousal), Exp-CLIP (zero-shot).
+
+Their bundles hold only the face model. A Recognizer runs them as heads of the face pipeline
+on the boxes of the one shared MTCNN detector (:func:`edge_sdk.pipelines.face.analyze_faces`);
+the crop rule comes from each
+bundle's ``preprocessing["face"]`` through the shared :func:`edge_sdk.preprocess.face.face_tensor`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edge_sdk.bundle import ModelBundle
+from edge_sdk.device import DeviceInfo
+from edge_sdk.errors import BundleError
+from edge_sdk.pipelines.common import describe, open_graphs, run_batched, softmax
+from edge_sdk.pipelines.face import ZeroShot, categories, crops_for
+from edge_sdk.pipelines.registry import register_pipeline
+from runtimes.base import Session
+
+Wrap = Callable[[str, Session], Session]
+
+
+class _SingleGraphHead:
+    """A face family with one graph whose input is a batch of face crops called ``input``."""
+
+    modality = "face"
+    graph_name = ""
+    input_name = ""
+    feature_output = ""
+    stage = ""
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        device: DeviceInfo,
+        backend: str | None = None,
+        precision: str | None = None,
+        wrap: Wrap | None = None,
+    ) -> None:
+        manifest = bundle.manifest
+        self.family = manifest.family
+        self.labels = manifest.labels
+        if "face" not in manifest.preprocessing:
+            raise BundleError(f"{manifest.family} bundle lacks preprocessing['face']")
+        self.prep = manifest.preprocessing["face"]
+        self.graph = manifest.graph(self.graph_name)
+        sessions = open_graphs(bundle, (self.graph_name,), device, backend, precision, wrap)
+        self.session = sessions[self.graph_name]
+        self.backends = describe(sessions)
+        feature = next(t for t in self.graph.outputs if t.name == self.feature_output)
+        self.feature_dim: int | None = int(feature.shape[-1])
+
+    def crops(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """This family's face crops for ``boxes`` of one RGB uint8 image."""
+        return crops_for(image, boxes, self.prep)
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Graph outputs for a batch of crops (chunked to the graph's batch profile)."""
+        return run_batched(self.session, self.graph, {self.input_name: batch})
+
+    def features(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Per-face embedding (n, feature_dim)."""
+        return outputs[self.feature_output]
+
+
+@register_pipeline("face-caf")
+class ValenceArousalHead(_SingleGraphHead):
+    """face-caf: ``regressor`` graph -> valence, arousal in [-1, 1]; ``features`` embedding.
+
+    Its ``features`` output (the CAF encoder's latent) is the per-frame face feature the
+    audio-video family consumes.
+    """
+
+    graph_name = "regressor"
+    input_name = "face"
+    feature_output = "features"
+    stage = "valence_arousal"
+
+    def fill(self, outputs: dict[str, np.ndarray], fields: list[dict[str, Any]]) -> None:
+        """Set ``valence`` and ``arousal`` of each face (the manifest's label order)."""
+        index = {name: i for i, name in enumerate(self.labels)}
+        for i, va in enumerate(outputs["valence_arousal"]):
+            fields[i]["valence"] = float(va[index["valence"]])
+            fields[i]["arousal"] = float(va[index["arousal"]])
+
+
+@register_pipeline("face-expclip")
+class ZeroShotHead(_SingleGraphHead):
+    """face-expclip: ``zero_shot`` graph -> softmax over the bundle's vocabulary.
+
+    The class prototypes of the vocabulary were computed at export time and live inside the
+    graph, so the labels are the manifest's labels (the vocabulary) in the same order.
+    """
+
+    graph_name = "zero_shot"
+    input_name = "image"
+    feature_output = "embedding"
+    stage = "zero_shot"
+
+    def fill(self, outputs: dict[str, np.ndarray], fields: list[dict[str, Any]]) -> None:
+        """Set ``zero_shot``; also ``label``/``probabilities`` when no categorical family did."""
+        for i, probs in enumerate(softmax(outputs["logits"])):
+            label, mapping = categories(self.labels, probs)
+            fields[i]["zero_shot"] = ZeroShot(label, mapping)
+            if fields[i].get("label") is None:
+                fields[i]["label"], fields[i]["probabilities"] = label, dict(mapping)

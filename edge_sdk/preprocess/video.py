@@ -1,0 +1,212 @@
+"""Video input: frame lists, (T, H, W, C) arrays, files and cameras -> checked RGB frames.
+
+Clips handed to ``predict(video=...)`` are read whole (bounded by ``MAX_CLIP_FRAMES``) and
+checked: no frames, frames of mixed sizes and undecodable files are InputErrors.
+
+:class:`FrameStream` serves the CLI's streaming mode. ``VideoCapture.read()`` can block forever
+on a dropped camera or network stream, so a reader thread does the reading and the consumer
+waits with a timeout; a live source that times out is reopened a few times before the
+stream gives up with an InputError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_sdk.errors import InputError
+from edge_sdk.preprocess.image import ImageInput, load_image
+
+VideoInput = str | os.PathLike | np.ndarray | Sequence[ImageInput]
+MAX_CLIP_FRAMES = 4096  # a clip handed to predict() is held in memory: refuse longer ones
+
+
+def read_video_file(path: str | os.PathLike[str], max_frames: int = MAX_CLIP_FRAMES) -> list:
+    """Every frame of a video file as RGB uint8 (H, W, 3)."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"{file}: no such video file")
+    capture = cv2.VideoCapture(str(file))
+    try:
+        if not capture.isOpened():
+            raise InputError(f"{file}: not a readable video (OpenCV cannot open it)")
+        frames = []
+        while True:
+            ok, frame = capture.read()
+            if not ok or frame is None:
+                break
+            if len(frames) == max_frames:
+                raise InputError(f"{file}: more than {max_frames} frames; pass a shorter clip")
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    finally:
+        capture.release()
+    if not frames:
+        raise InputError(f"{file}: no decodable frame")
+    return frames
+
+
+def load_frames(video: VideoInput, *, color: str = "rgb", name: str = "video") -> list:
+    """A clip -> list of RGB uint8 frames of one size.
+
+    Args:
+        video: a video file path, a (T, H, W[, C]) array, or a sequence of images (paths,
+            bytes or arrays, see :func:`edge_sdk.preprocess.image.load_image`).
+        color: channel order of array frames (``"rgb"`` or ``"bgr"``).
+        name: how errors name the clip.
+    """
+    if isinstance(video, (str, os.PathLike)):
+        frames = read_video_file(video)
+    elif isinstance(video, np.ndarray):
+        if video.ndim not in (3, 4):
+            raise InputError(
+                f"{name}: a frame array must be (T, H, W) or (T, H, W, C), got {video.shape}"
+            )
+        if video.shape[0] > MAX_CLIP_FRAMES:
+            raise InputError(f"{name}: more than {MAX_CLIP_FRAMES} frames")
+        frames = [load_image(f, color=color) for f in video]
+    elif isinstance(video, Sequence) and not isinstance(video, (bytes, bytearray)):
+        if len(video) > MAX_CLIP_FRAMES:
+            raise InputError(f"{name}: more than {MAX_CLIP_FRAMES} frames")
+        frames = [load_image(f, color=color) for f in video]
+    else:
+        raise InputError(f"{name}: unsupported video input of type {type(video).__name__}")
+    if not frames:
+        raise InputError(f"{name}: no frames")
+    first = frames[0].shape
+    for i, frame in enumerate(frames):
+        if frame.shape != first:
+            raise InputError(
+                f"{name}: frames of mixed sizes: frame 0 is {first[1]}x{first[0]}, "
+                f"frame {i} is {frame.shape[1]}x{frame.shape[0]}"
+            )
+    return frames
+
+
+def subsample(count: int, limit: int) -> np.ndarray:
+    """Indices of at most ``limit`` frames spread evenly over ``count`` (all when it fits)."""
+    if count <= limit:
+        return np.arange(count)
+    return np.unique(np.linspace(0, count - 1, limit).round().astype(np.int64))
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a stream: index, seconds since the stream started, BGR pixels."""
+
+    index: int
+    seconds: float
+    bgr: np.ndarray
+
+
+class FrameStream:
+    """Frames of a video file or camera, read on a watchdog thread.
+
+    Args:
+        source: a file path or a camera index (``cv2.VideoCapture(N)``).
+        read_timeout: seconds to wait for a frame before the source counts as stalled.
+        reconnects: how often a stalled live source (camera) is reopened before giving up.
+
+    Files are read in order without dropping frames; cameras keep only the newest frame
+    (a slow consumer sees the present, not a growing backlog).
+    """
+
+    def __init__(
+        self, source: str | os.PathLike[str] | int, read_timeout: float = 5.0, reconnects: int = 2
+    ) -> None:
+        self.source = source
+        self.live = isinstance(source, int)
+        self.read_timeout = read_timeout
+        self.reconnects = reconnects
+        if not self.live and not Path(source).is_file():
+            raise InputError(f"{source}: no such video file")
+        self._capture = self._open()
+        self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self._thread: threading.Thread | None = None
+
+    def _open(self) -> cv2.VideoCapture:
+        source = self.source if self.live else str(self.source)
+        capture = cv2.VideoCapture(source)
+        if not capture.isOpened():
+            kind = "camera" if self.live else "video file"
+            raise InputError(f"cannot open {kind} {self.source} (OpenCV could not open it)")
+        return capture
+
+    def _reader(self, capture: cv2.VideoCapture, out: queue.Queue, stop: threading.Event) -> None:
+        while not stop.is_set():
+            ok, frame = capture.read()
+            item = frame if ok and frame is not None else None
+            if self.live:
+                if item is None:
+                    time.sleep(0.01)  # a camera hiccup: let the watchdog decide
+                    continue
+                with contextlib.suppress(queue.Empty):
+                    out.get_nowait()  # drop the stale frame
+                out.put(item)
+            else:
+                while not stop.is_set():  # wait while the consumer is behind: files drop nothing
+                    try:
+                        out.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if item is None:
+                    return
+
+    def __iter__(self) -> Iterator[Frame]:
+        capture, attempts, index = self._capture, 0, 0
+        start = time.perf_counter()
+        while True:
+            frames: queue.Queue = queue.Queue(maxsize=1 if self.live else 4)
+            stop = threading.Event()
+            reader = threading.Thread(
+                target=self._reader, args=(capture, frames, stop), daemon=True
+            )
+            reader.start()
+            self._thread, self._capture = reader, capture
+            try:
+                while True:
+                    try:
+                        frame = frames.get(timeout=self.read_timeout)
+                    except queue.Empty:
+                        break
+                    if frame is None:
+                        return
+                    attempts = 0
+                    yield Frame(index, time.perf_counter() - start, frame)
+                    index += 1
+            finally:
+                stop.set()
+            # stalled: a file is broken, a camera may come back
+            if not self.live or attempts >= self.reconnects:
+                raise InputError(
+                    f"{self.source}: no frame within {self.read_timeout:g} s"
+                    + (f" after {attempts} reconnects" if self.live else "")
+                )
+            attempts += 1
+            reader.join(timeout=0.5)
+            if not reader.is_alive():  # never release a capture another thread still reads
+                capture.release()
+            capture = self._open()
+
+    def close(self) -> None:
+        """Release the source once the reader thread has finished its current read."""
+        if self._thread is not None:
+            self._thread.join(timeout=self.read_timeout)
+            if self._thread.is_alive():
+                return  # stuck in read(): leave the capture to the process exit
+        self._capture.release()
+
+    def __enter__(self) -> FrameStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,146 @@
+"""TensorRT engines through cuda-python, written against NVIDIA's documented API (TRT 10).
+
+Whether an engine may run here is plain Python (:func:`engine_support`, tested on every
+machine): an engine only loads on the GPU architecture and TensorRT minor version it was
+built with, so an artifact whose ``target`` fingerprint differs from this device's is
+refused with both fingerprints in the reason, and selection falls back to the next
+candidate (ORT CUDA, then ORT CPU). The session itself (:class:`TrtSession`) needs an
+NVIDIA GPU, ``tensorrt`` and ``cuda-python``; it has never run on a machine of this
+project. pycuda is not used: it compiles against the driver at install time and does not
+build where no driver is present (CI, containers being built).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_sdk.bundle import ModelBundle
+from edge_sdk.device import DeviceInfo
+from edge_sdk.errors import BackendError
+from edge_sdk.manifest import Artifact, GraphSpec
+from runtimes.base import Support, check_feeds, register_backend
+
+
+def engine_support(artifact: Artifact, device: DeviceInfo) -> Support:
+    """Whether an engine built for ``artifact.target`` can load on ``device``."""
+    if device.primary_gpu is None:
+        return Support(False, "TensorRT engines need an NVIDIA GPU; none was found")
+    if artifact.target != device.fingerprint:
+        return Support(
+            False,
+            f"engine built for {artifact.target} (TensorRT "
+            f"{artifact.built_with.get('tensorrt', '?')}, compute capability "
+            f"{artifact.built_with.get('compute_capability', '?')}); this device is "
+            f"{device.fingerprint}: rebuild with `edge-sdk build`",
+        )
+    return Support(True, f"TensorRT {artifact.precision} engine for {device.fingerprint}")
+
+
+def _cuda_runtime() -> object:
+    """cuda-python's runtime module (``cuda.bindings.runtime`` since 12.6, else cudart)."""
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        from cuda import cudart as runtime
+    return runtime
+
+
+def _check(result: tuple) -> object:
+    """cuda-python returns (error, value...); raise on a CUDA error."""
+    error, *values = result
+    if int(error) != 0:
+        raise BackendError(f"CUDA call failed with error {int(error)}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+class TrtSession:
+    """One execution context; calls are serialised (a context is not thread-safe)."""
+
+    thread_safe = True
+
+    def __init__(self, graph: GraphSpec, engine_bytes: bytes, precision: str) -> None:
+        import tensorrt as trt
+
+        self.graph = graph
+        self.backend = "tensorrt"
+        self.precision = precision
+        self._cuda = _cuda_runtime()
+        self._lock = threading.Lock()
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._engine = self._runtime.deserialize_cuda_engine(engine_bytes)
+        if self._engine is None:
+            raise BackendError(f"TensorRT could not deserialize the engine of {graph.name}")
+        self._context = self._engine.create_execution_context()
+        self._stream = _check(self._cuda.cudaStreamCreate())
+        self.inputs = tuple(t.name for t in graph.inputs)
+        self.outputs = tuple(t.name for t in graph.outputs)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        check_feeds(self.graph, feeds)
+        cuda = self._cuda
+        copy_in = cuda.cudaMemcpyKind.cudaMemcpyHostToDevice
+        copy_out = cuda.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        with self._lock:
+            buffers: list[int] = []
+            try:
+                hosts = {n: np.ascontiguousarray(feeds[n]) for n in self.inputs}
+                for name, host in hosts.items():
+                    self._context.set_input_shape(name, host.shape)
+                    ptr = _check(cuda.cudaMalloc(host.nbytes))
+                    buffers.append(ptr)
+                    _check(
+                        cuda.cudaMemcpyAsync(
+                            ptr, host.ctypes.data, host.nbytes, copy_in, self._stream
+                        )
+                    )
+                    self._context.set_tensor_address(name, ptr)
+                results: dict[str, np.ndarray] = {}
+                for spec in self.graph.outputs:
+                    shape = tuple(self._context.get_tensor_shape(spec.name))
+                    results[spec.name] = np.empty(shape, dtype=spec.dtype)
+                    ptr = _check(cuda.cudaMalloc(max(1, results[spec.name].nbytes)))
+                    buffers.append(ptr)
+                    self._context.set_tensor_address(spec.name, ptr)
+                if not self._context.execute_async_v3(self._stream):
+                    raise BackendError(f"TensorRT failed to run {self.graph.name}")
+                for spec, ptr in zip(self.graph.outputs, buffers[len(hosts) :], strict=True):
+                    out = results[spec.name]
+                    _check(
+                        cuda.cudaMemcpyAsync(
+                            out.ctypes.data, ptr, out.nbytes, copy_out, self._stream
+                        )
+                    )
+                _check(cuda.cudaStreamSynchronize(self._stream))
+                return results
+            finally:
+                for ptr in buffers:
+                    cuda.cudaFree(ptr)
+
+
+@dataclass(frozen=True)
+class TensorRTBackend:
+    """Serialized TensorRT engines (``format: tensorrt``) matched to the device fingerprint."""
+
+    name: str = "tensorrt"
+    rank: int = 5
+    automatic: bool = True
+    formats: frozenset[str] = frozenset({"tensorrt"})
+
+    def is_available(self) -> bool:
+        return all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "cuda"))
+
+    def supports(self, graph: GraphSpec, artifact: Artifact, device: DeviceInfo) -> Support:
+        support = engine_support(artifact, device)
+        if support.ok and not self.is_available():
+            return Support(False, "tensorrt and cuda-python are not importable here")
+        return support
+
+    def open(self, bundle: ModelBundle, graph: GraphSpec, artifact: Artifact) -> TrtSession:
+        return TrtSession(graph, bundle.read_artifact(artifact), artifact.precision)
+
+
+register_backend(TensorRTBackend())
