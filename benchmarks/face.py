@@ -5,12 +5,13 @@ opens the same bundle and decodes the same encoded images; figures only, no asse
 
 Columns (all share the decode, pre- and post-processing code; only what is named differs):
 
-* ``ort``: what ``edge_sdk.load()`` runs: ONNX Runtime CPU sessions, P-Net run once over
-  the packed pyramid, pyramid levels resized on several cores.
+* ``ort``: what ``edge_sdk.load()`` runs: ONNX Runtime CPU sessions, detector stages
+  spread over the cores (``DetectorConfig.parallel``: pyramid resizes, P-Net level
+  groups and R-Net halves run concurrently).
 * ``torch``: the same pipeline with the nets run by our PyTorch modules in eager mode.
   ``torch/ort`` therefore isolates the runtime; pipeline speed-ups cancel out of it.
-* ``ort plain``: ONNX Runtime with the plain cascade (one P-Net call per pyramid level,
-  levels resized one after another).
+* ``ort plain``: ONNX Runtime with the plain cascade (everything one after another, one
+  P-Net call per pyramid level).
 * ``ref``: the PyTorch eager reference: our PyTorch modules in eager mode, plain cascade.
   This is the straightforward MTCNN + classifier pipeline in PyTorch that a deployment
   replaces; ``ref/ort`` is the speed-up a user gets from this SDK.
@@ -62,13 +63,19 @@ def machine() -> str:
     except OSError:
         pass
     threads = os.environ.get("EDGE_SDK_THREADS", "default")
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return (
-        f"{cpu}, {os.cpu_count()} cores, load average {load} (EDGE_SDK_THREADS={threads}); "
+        f"{cpu}, {os.cpu_count()} cores, load average {load()} (EDGE_SDK_THREADS={threads}); "
         f"onnxruntime {onnxruntime.__version__}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), OpenCV {cv2.__version__} "
         f"({cv2.getNumThreads()} threads), numpy {np.__version__}"
     )
+
+
+def load() -> str:
+    """1/5/15-minute load averages: on a shared machine, other processes' work shows here."""
+    if not hasattr(os, "getloadavg"):
+        return "?"
+    return ", ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def images() -> dict[str, bytes]:
@@ -167,7 +174,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30, help="timed runs per image")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs per image first")
     parser.add_argument("--bundle", type=Path, default=None, help="bundle dir (default: built-in)")
+    parser.add_argument(
+        "--images", nargs="+", default=None, help="subset of image labels, e.g. 512x512"
+    )
     args = parser.parse_args()
+    inputs = images()
+    if args.images:
+        unknown = sorted(set(args.images) - set(inputs))
+        if unknown:
+            parser.error(f"unknown image labels {unknown}; known: {sorted(inputs)}")
+        inputs = {label: inputs[label] for label in args.images}
 
     if args.bundle is None:
         from edge_sdk.defaults import default_bundle
@@ -189,7 +205,7 @@ def main() -> None:
     table.add_column("torch\n/ort", justify="right")
     table.add_column("ref\n/ort", justify="right")
     notes, summary = [], {}
-    for label, data in images().items():
+    for label, data in inputs.items():
         run = measure(pipelines, data, args.warmup, args.repeats)
         notes.append(f"{label}: {agreement(run['faces'])}")
         for i, stage in enumerate(STAGES):
@@ -213,7 +229,10 @@ def main() -> None:
         "pnet/rnet/onet = crops + net + NMS of each stage); classify = crops + classifier; "
         "e2e = wall time of predict()"
     )
+    console.print(f"[bold]load average after the runs[/bold]: {load()}")
     native = next(iter(images()))
+    if (native, "detect") not in summary:
+        return
     detect = summary[(native, "detect")]["ort"]
     e2e = summary[(native, "e2e")]
     ratio = e2e["ref"] / e2e["ort"]

@@ -6,8 +6,11 @@ family's preprocessing: images run through the FP32 pipeline with recording sess
 generated data comes from the family's own ``synthetic_batch``, and ``.npz`` files hold
 graph feeds that were recorded elsewhere.
 
-Sources (``--data``):
-    ``DIR`` or ``LIST.txt``: images, for bundles whose pipeline is ``face``.
+Sources (``--data``), by the bundle pipeline's modality:
+    face, scene: an image folder or list file;
+    audio (audio-video): a WAV folder or list file; ``clip.mp4``/``.avi`` beside
+        ``clip.wav`` makes it an audio-video clip;
+    dialog: a JSONL file, one dialog a line (text, audio path, frames, speaker);
     ``synthetic``: the family's generated training distribution (recipe families).
     ``FILE.npz``: arrays named ``GRAPH/INPUT``, first axis = samples.
 """
@@ -24,7 +27,14 @@ from typing import Any
 import numpy as np
 
 from calibration.reader import RecordingSession, split_batches
-from calibration.sources import files_sha256, image_paths, sample
+from calibration.sources import (
+    AUDIO_SUFFIXES,
+    VIDEO_SUFFIXES,
+    files_sha256,
+    image_paths,
+    media_paths,
+    sample,
+)
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import InputError
@@ -73,29 +83,93 @@ def _leading_max(bundle: ModelBundle, graph: str) -> int:
     return spec.dims[first].max if isinstance(first, str) else int(first)
 
 
-def image_feeds(
+def _image_calls(data: str, modality: str) -> list[tuple[dict[str, Any], list[Path]]]:
+    return [({modality: str(p)}, [p]) for p in image_paths(data)]
+
+
+def _audio_calls(data: str, modality: str) -> list[tuple[dict[str, Any], list[Path]]]:
+    """WAV files; a video with the same stem beside a WAV makes it an audio-video clip."""
+    calls = []
+    for wav in media_paths(data, AUDIO_SUFFIXES):
+        video = next((v for v in map(wav.with_suffix, VIDEO_SUFFIXES) if v.is_file()), None)
+        kwargs: dict[str, Any] = {"audio": str(wav)}
+        if video is not None:
+            kwargs["video"] = str(video)
+        calls.append((kwargs, [wav] + ([video] if video else [])))
+    return calls
+
+
+def _dialog_calls(data: str, modality: str) -> list[tuple[dict[str, Any], list[Path]]]:
+    """JSONL, one dialog a line: ``{"utterances": [{"text", "audio", "frames", "speaker"}]}``.
+
+    ``audio`` and ``frames`` (a video file or a list of image files) are paths relative to
+    the JSONL file.
+    """
+    path = Path(data)
+    if path.suffix.lower() != ".jsonl" or not path.is_file():
+        raise InputError(f"dialog calibration data must be a .jsonl file, got {path}")
+    calls = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            turns = record["utterances"] if isinstance(record, dict) else record
+            utterances = [_utterance(path.parent, turn) for turn in turns]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{path}:{number}: not a dialog ({exc})") from exc
+        calls.append(({"dialog": utterances}, [path]))
+    return calls
+
+
+def _utterance(base: Path, turn: dict[str, Any]) -> dict[str, Any]:
+    out = {"text": turn.get("text"), "speaker": turn.get("speaker")}
+    if turn.get("audio"):
+        out["audio"] = str(base / turn["audio"])
+    frames = turn.get("frames")
+    if isinstance(frames, str):
+        out["frames"] = str(base / frames)
+    elif frames:
+        out["frames"] = [str(base / f) for f in frames]
+    return out
+
+
+# What ``--data`` holds for each pipeline modality, and how it becomes predict() calls.
+_CALLS: dict[str, Callable[[str, str], list[tuple[dict[str, Any], list[Path]]]]] = {
+    "face": _image_calls,
+    "scene": _image_calls,
+    "audio": _audio_calls,
+    "dialog": _dialog_calls,
+}
+
+
+def pipeline_feeds(
     bundle: ModelBundle, device: DeviceInfo, data: str, count: int | None, seed: int
 ) -> FeedSet:
-    """Run the FP32 face pipeline over sampled images, recording what every graph sees."""
-    from edge_sdk.pipelines.face import FacePipeline
+    """Run the bundle's FP32 pipeline over sampled inputs, recording what every graph sees.
 
-    if bundle.manifest.config.get("pipeline") != "face":
-        raise InputError(
-            f"image folders calibrate face-pipeline bundles; {bundle.manifest.family} needs "
-            "--data synthetic or an .npz of recorded feeds"
-        )
-    paths = sample(image_paths(data), count, seed)
+    The pipeline does its own preprocessing (detection, crops, resampling, log-mel,
+    tokenisation), so calibration never keeps a second copy of it.
+    """
+    from edge_sdk.api import Recognizer
+    from edge_sdk.pipelines.registry import pipeline_class
+
+    modality = pipeline_class(bundle).modality
+    calls = sample(_CALLS[modality](data, modality), count, seed)
     recorders: dict[str, RecordingSession] = {}
 
     def record(name: str, session: Session) -> Session:
         recorders[name] = RecordingSession(session)
         return recorders[name]
 
-    pipeline = FacePipeline(bundle, device, backend="ort-cpu", precision="fp32", wrap=record)
-    for path in paths:
-        pipeline.predict(str(path))
+    with Recognizer(
+        bundle, device, backend="ort-cpu", precision="fp32", wrap=record, workers=1
+    ) as recognizer:
+        for kwargs, _ in calls:
+            recognizer.predict(**kwargs)
     feeds = {name: split_batches(rec.feeds) for name, rec in recorders.items()}
-    return FeedSet(feeds, files_sha256(paths), f"images:{data}", len(paths))
+    files = sorted({p for _, paths in calls for p in paths})
+    return FeedSet(feeds, files_sha256(files), f"{modality}:{data}", len(calls))
 
 
 def _recipe_config(bundle: ModelBundle) -> tuple[Any, Any]:
@@ -193,4 +267,4 @@ def collect_feeds(
         return synthetic_feeds(bundle, device, count, seed)
     if data.endswith(".npz"):
         return npz_feeds(bundle, data, count, seed)
-    return image_feeds(bundle, device, data, count, seed)
+    return pipeline_feeds(bundle, device, data, count, seed)

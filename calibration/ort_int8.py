@@ -177,12 +177,20 @@ def calibrate_graph(
     reference = _masked(_run_all(_ort_session(fp32_model), holdout), holdout, masks)
     trials: list[tuple[MethodTrial, bytes]] = []
     for method in methods:
-        model, ranges = quantize_graph(fp32_model, calib, method, policy.op_types)
+        try:
+            model, ranges = quantize_graph(fp32_model, calib, method, policy.op_types)
+        except CalibrationError as exc:
+            if len(methods) == 1:
+                raise CalibrationError(f"graph {graph!r}: {exc}") from exc
+            log.warning("graph %r: %s; method %s left out", graph, exc, method)
+            continue
         outputs = _masked(_run_all(_ort_session(model), holdout), holdout, masks)
         figures = compare_runs(
             reference, outputs, policy.kinds[graph], thresholds, policy.tie_margin
         )
         trials.append((MethodTrial(method, tuple(figures)), (model, ranges)))
+    if not trials:
+        raise CalibrationError(f"graph {graph!r}: no calibration method could compute ranges")
     best, model = min(trials, key=lambda pair: pair[0].badness)
     summary = GraphCalibration(graph, len(calib), len(holdout), tuple(t for t, _ in trials), best)
     return summary, model

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from calibration.reader import FeedReader
-from edge_sdk.errors import EdgeSDKError
+from edge_sdk.errors import CalibrationError, EdgeSDKError
 
 Feed = dict[str, np.ndarray]
 
@@ -75,8 +75,14 @@ def compute_ranges(
     # ORT's histogram collector stacks each tensor's values over one collect_data call with
     # np.asarray, which fails on feeds of different shapes (P-Net's pyramid levels). Ranges
     # and histograms merge across calls, so each call gets feeds of one shape.
-    for group in _same_shape_groups(feeds):
-        calibrator.collect_data(FeedReader(group))
+    try:
+        for group in _same_shape_groups(feeds):
+            calibrator.collect_data(FeedReader(group))
+    except ValueError as exc:
+        # numpy cannot cut 2048 float32 bins out of a near-constant tensor, e.g. uniform
+        # attention weights (measured: an untrained scene-cocoer edge model, softmax outputs
+        # all within 2e-6 of 1/49). MinMax builds no histogram.
+        raise CalibrationError(f"{method} ranges failed ({exc}); minmax has no histogram") from exc
     save_tensors_data(calibrator.compute_data(), cache)
     return cache
 

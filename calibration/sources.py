@@ -1,4 +1,4 @@
-"""Where calibration inputs come from: a folder or a list file of images, sampled by seed.
+"""Where calibration inputs come from: folders or list files of media, sampled by seed.
 
 Sampling is seeded and the selection is hashed, so the manifest's calibration record says
 exactly which data produced the scales.
@@ -19,15 +19,24 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 T = TypeVar("T")
 
 
+AUDIO_SUFFIXES = frozenset({".wav"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm"})
+
+
 def image_paths(source: str | Path) -> list[Path]:
-    """Images under a folder (recursively) or listed in a text file (one path a line).
+    """Images under a folder (recursively) or listed in a text file (one path a line)."""
+    return media_paths(source, IMAGE_SUFFIXES)
+
+
+def media_paths(source: str | Path, suffixes: frozenset[str]) -> list[Path]:
+    """Files with ``suffixes`` under a folder (recursively) or listed in a text file.
 
     Relative paths in a list file are relative to the file; blank lines and ``#``
     comments are ignored. The result is sorted so sampling is reproducible.
     """
     root = Path(source)
     if root.is_dir():
-        found = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        found = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)
     elif root.is_file():
         found = []
         for number, line in enumerate(root.read_text(encoding="utf-8").splitlines(), 1):
@@ -36,12 +45,12 @@ def image_paths(source: str | Path) -> list[Path]:
                 continue
             path = Path(entry) if Path(entry).is_absolute() else root.parent / entry
             if not path.is_file():
-                raise InputError(f"{root}:{number}: listed image {entry!r} does not exist")
+                raise InputError(f"{root}:{number}: listed file {entry!r} does not exist")
             found.append(path)
     else:
         raise InputError(f"calibration data {root} is neither a folder nor a list file")
     if not found:
-        raise InputError(f"calibration data {root} holds no images ({sorted(IMAGE_SUFFIXES)})")
+        raise InputError(f"calibration data {root} holds no {sorted(suffixes)} files")
     return found
 
 

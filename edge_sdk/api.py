@@ -22,7 +22,7 @@ calls, and the pipelines keep no per-call state.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
@@ -47,6 +47,7 @@ from edge_sdk.pipelines.video import VideoPrediction, analyze_frames, detect_fra
 from edge_sdk.preprocess.audio import AudioInput
 from edge_sdk.preprocess.image import ImageInput
 from edge_sdk.preprocess.video import VideoInput, load_frames
+from runtimes.base import Session
 
 __all__ = ["Prediction", "QueueFullError", "Recognizer", "load"]
 
@@ -108,7 +109,14 @@ class Recognizer:
         workers: int = 2,
         max_queue: int = 16,
         queue_timeout: float | None = None,
+        wrap: Callable[[str, Session], Session] | None = None,
     ) -> None:
+        """Open every bundle's pipeline once.
+
+        ``wrap(graph_name, session)`` decorates the sessions of the given bundles' own
+        pipelines (INT8 calibration records what each graph sees through it); the shared
+        detector of another bundle is not wrapped.
+        """
         opened = [bundles] if isinstance(bundles, ModelBundle) else list(bundles)
         if not opened:
             raise BundleError("a Recognizer needs at least one bundle")
@@ -120,6 +128,8 @@ class Recognizer:
         for bundle in opened:
             cls = pipeline_class(bundle)
             accepted = {k: v for k, v in options.items() if k in getattr(cls, "options", ())}
+            if wrap is not None:
+                accepted["wrap"] = wrap
             self.pipelines.append(
                 cls(bundle, self.device, backend=backend, precision=precision, **accepted)
             )

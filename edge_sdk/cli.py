@@ -711,10 +711,150 @@ def bench(
         console.print(f"report: {page}", soft_wrap=True)
 
 
+def accuracy(
+    bundles: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Bundle directories (several: one Recognizer); default: face-fer7."),
+    ] = None,
+    dataset: Annotated[
+        Path, typer.Option(help="Annotation file or data set folder, as --format reads it.")
+    ] = ...,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="fer2013, rafdb, affectnet, caer-s, emotic, meld, iemocap, afew, folder, jsonl.",
+        ),
+    ] = ...,
+    split: Annotated[str | None, typer.Option(help="A published split, e.g. PrivateTest.")] = None,
+    media_root: Annotated[
+        Path | None, typer.Option(help="Where the media live, if not in the published place.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Score a seeded random subset of N samples.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the --limit subset.")] = 0,
+    label_map: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="DATASET_LABEL=BUNDLE_LABEL (or DATASET_LABEL= to leave it out); repeatable."
+        ),
+    ] = None,
+    unmapped: Annotated[
+        str, typer.Option(help="Data set labels the bundle lacks: error or skip.")
+    ] = "error",
+    missing_files: Annotated[
+        str, typer.Option(help="Missing media: error, skip, or keep (score without it).")
+    ] = "error",
+    task: Annotated[
+        str, typer.Option(help="auto, classification or valence-arousal.")
+    ] = "auto",
+    faces: Annotated[
+        str, typer.Option(help="detect (as deployed) or given (sample box / whole image).")
+    ] = "detect",
+    backend: Annotated[str | None, typer.Option(help="Force a backend, e.g. ort-cpu.")] = None,
+    precision: Annotated[str | None, typer.Option(help="Require fp32, fp16 or int8.")] = None,
+    min_war: Annotated[float | None, typer.Option(help="Least WAR (accuracy).")] = None,
+    min_uar: Annotated[float | None, typer.Option(help="Least UAR (balanced accuracy).")] = None,
+    min_f1: Annotated[float | None, typer.Option(help="Least macro F1.")] = None,
+    min_map: Annotated[float | None, typer.Option(help="Least mAP (multi-label).")] = None,
+    max_rmse: Annotated[
+        float | None, typer.Option(help="Largest RMSE of valence and of arousal.")
+    ] = None,
+    min_ccc: Annotated[
+        float | None, typer.Option(help="Least CCC of valence and of arousal.")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write accuracy.json, confusion.png and index.html here.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Score a labelled data set (published layouts): WAR/UAR, F1, mAP, RMSE/PCC/CCC."""
+    from edge_sdk.checks.accuracy import (
+        check_accuracy,
+        dataset_labels_for,
+        default_title,
+        open_recognizer,
+        parse_label_map,
+        summary_rows,
+    )
+    from edge_sdk.datasets import read_dataset
+    from edge_sdk.reports.jsonio import dumps, write_json
+    from edge_sdk.reports.progress import progress_steps
+    from edge_sdk.reports.writers import accuracy_tables
+
+    thresholds = {
+        "min_war": min_war,
+        "min_uar": min_uar,
+        "min_macro_f1": min_f1,
+        "min_map": min_map,
+        "max_rmse": max_rmse,
+        "min_ccc": min_ccc,
+    }
+    try:
+        if report is not None:
+            from edge_sdk.reports.plots import require_matplotlib
+
+            require_matplotlib()
+        mapping = parse_label_map(label_map)
+        recognizer, _ = open_recognizer(bundles or None, backend=backend, precision=precision)
+        with recognizer:
+            data = read_dataset(
+                dataset,
+                fmt,
+                dataset_labels_for(recognizer, fmt, task),
+                split=split,
+                media_root=media_root,
+                missing_files=missing_files,
+            )
+            with progress_steps("accuracy", errors, enabled=errors.is_terminal) as on_step:
+                result = check_accuracy(
+                    recognizer,
+                    data,
+                    limit=limit,
+                    seed=seed,
+                    on_step=on_step,
+                    label_map=mapping,
+                    unmapped=unmapped,
+                    faces=faces,
+                    thresholds=thresholds,
+                )
+        title = default_title(result)
+        if report is not None:
+            from edge_sdk.reports.writers import write_accuracy_report
+
+            page = write_accuracy_report(
+                result.metrics,
+                report,
+                title=title,
+                context=dict(summary_rows(result)),
+                passed=result.passed if result.thresholds else None,
+            )
+            write_json(report / "accuracy.json", result.to_dict())  # the same as --json
+    except EdgeSDKError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        console.out(dumps(result.to_dict()), end="")
+    else:
+        summary = Table(title=title, show_header=False)
+        for name, value in summary_rows(result):
+            summary.add_row(name, escape(value))
+        console.print(summary)
+        for table in accuracy_tables(result.metrics, title="accuracy"):
+            console.print(table)
+        if report is not None:
+            console.print(f"report: {page}", soft_wrap=True)
+    if not result.passed:
+        for line in result.failures:
+            errors.print(f"[bold red]FAIL[/] {escape(line)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1)
+
+
 app.command("verify")(verify)
 app.command("bench")(bench)
 check_app.command("parity", help="Same as `edge-sdk verify`.")(verify)
 check_app.command("latency", help="Same as `edge-sdk bench`.")(bench)
+check_app.command("accuracy")(accuracy)
 
 
 def main() -> None:

@@ -1,8 +1,11 @@
-"""The detector's speed-ups change no result: packed P-Net, parallel pyramid, session options."""
+"""The detector's speed-ups change no result: parallel stages, packed P-Net, session options."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import time
 
 import cv2
 import numpy as np
@@ -84,14 +87,13 @@ def test_cell_count_is_the_standalone_map_without_the_ceil_mode_cell(pipeline, s
 def test_packed_pnet_maps_equal_per_level_maps(face_bundle, device, astronaut, backend) -> None:
     detector = FacePipeline(face_bundle, device, backend=backend).detector
     levels, _ = detector._pyramid(astronaut.astype(np.float32))
-    packed = detector._pnet_packed(levels)
+    packed = detector._pnet_canvas(levels)  # every level on one canvas
     for level, (prob, offsets) in zip(levels, packed, strict=True):
-        feed = det.normalize(level[None], detector.preprocessing)
-        alone = detector.pnet.run({"image": feed})
+        alone_prob, alone_offsets = detector._pnet_level(level)
         rows, cols = prob.shape
         # ORT gives the same bits; oneDNN picks shape-dependent kernels (~1e-6 apart).
-        np.testing.assert_allclose(alone["prob"][0, :rows, :cols], prob, rtol=0, atol=1e-5)
-        np.testing.assert_allclose(alone["offsets"][0, :, :rows, :cols], offsets, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(alone_prob[:rows, :cols], prob, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(alone_offsets[:, :rows, :cols], offsets, rtol=0, atol=1e-5)
 
 
 def test_parallel_pyramid_is_bit_identical(astronaut) -> None:
@@ -106,10 +108,12 @@ def test_parallel_pyramid_is_bit_identical(astronaut) -> None:
         assert np.array_equal(a, b)
 
 
-def test_fast_cascade_finds_the_same_faces_as_the_plain_one(pipeline, astronaut) -> None:
-    fast = pipeline.detector
-    plain = _variant(fast, packed=False, parallel=False)
-    assert fast.config.packed and fast.config.parallel  # the defaults are the fast path
+@pytest.mark.parametrize("packed", [False, True], ids=["parallel", "parallel+packed"])
+def test_fast_cascade_finds_the_same_faces_as_the_plain_one(pipeline, astronaut, packed) -> None:
+    default = pipeline.detector
+    assert default.config.parallel and not default.config.packed  # the measured default
+    fast = _variant(default, packed=packed)
+    plain = _variant(default, packed=False, parallel=False)
     images = {"astronaut": astronaut, **composites(astronaut)}
     for name, image in images.items():
         want, got = plain.detect(image), fast.detect(image)
@@ -136,3 +140,22 @@ def test_ort_sessions_do_not_spin(pipeline) -> None:
     session = pipeline.detector.pnet._session
     options = session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_helper_pool_works_in_a_forked_child() -> None:
+    assert det.fan_out(lambda x: x * 2, [1, 2, 3]) == [2, 4, 6]  # the parent's pool exists
+    pid = os.fork()
+    if pid == 0:  # child: a pool inherited without its threads would hang here
+        ok = det.fan_out(lambda x: x * 2, [1, 2, 3]) == [2, 4, 6]
+        os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("fan_out hung in a forked child")

@@ -4,29 +4,36 @@ The algorithm is plain numpy/OpenCV around three Sessions, so the ONNX Runtime g
 and the PyTorch reference run through exactly the same pre- and post-processing; only
 the networks differ. Boxes are (x1, y1, x2, y2) in pixels of the input image.
 
-Where the time goes (512x512, 2 cores) and what is done about it:
+Where the time goes (512x512 astronaut, ORT CPU, 2 cores, idle machine): about 40 ms
+before this module's changes, 33-37 ms after. The three nets are ~75% of it, and about
+half of each net's time is ONNX Runtime's PRelu kernel, which is single-threaded and
+~4x slower than an equivalent Relu/Min/Mul/Add chain (a graph matter, outside this
+module). What this module does:
 
-* P-Net over the pyramid was ten session calls, most of them on tiny images where the
-  per-call overhead and the idle second core dominate. All levels are now packed onto
-  one canvas (:func:`pack_levels`) and P-Net runs once; each level's cells are read back
-  from its own window of the output map. P-Net is fully convolutional with a 12x12
-  receptive field and stride 2, so a cell whose window lies inside one level sees exactly
-  the pixels it would see on that level alone.
-* The pyramid stays the reference one (every level area-resized from the full float
-  image): cheaper constructions were measured and rejected. Building levels from smaller
-  levels (any ratio up to 4x) or with INTER_LINEAR moved final boxes to IoU 0.88-0.95
-  against the reference, and even +-0.1 grey-level noise on the levels gives 0.94 on some
-  images, because O-Net picks among near-tied candidates. The ten resizes, each about as
-  costly as reading the full image, are instead spread over the available cores
-  (OpenCV releases the GIL), which leaves every level bit-identical.
-* R-Net and O-Net see all crops of an image in one batch; crops are cut from one float
-  copy of the image shared by both stages.
+* ``parallel`` (default): the ten pyramid resizes (each reads the whole float image, so
+  they cost alike; 6.3 ms one after another) are dealt to the calling thread and a small
+  pool (3.4 ms on 2 cores; OpenCV releases the GIL). P-Net runs as concurrent groups of
+  levels of equal area (the first level alone is half the pyramid): ORT leaves a core
+  idle during PRelu, Softmax and layout reorders (16.6 -> 14.9 ms). R-Net crops are cut
+  and scored in concurrent halves, so one half's net overlaps the other's cropping.
+  Every level, map and box stays bit-identical (ORT) to the serial run.
+* ``packed`` (opt-in): all levels of a group on one canvas, one P-Net call per group.
+  Exact, but on ORT CPU it costs 15-25% more P-Net CPU time than one call per level
+  (10% padding, larger working sets), so it is off by default; it remains for backends
+  where every call has a fixed cost.
+* The pyramid stays the reference one (each level area-resized from the full image).
+  Building levels from smaller levels (ratios 1.5-4x) or with INTER_LINEAR moved final
+  boxes to IoU 0.88-0.95 against it, and even +-0.1 grey-level noise on the levels moves
+  one test image to 0.94: O-Net picks among near-tied candidates, so only an exact
+  pyramid keeps the results.
+* The image is converted to float32 once; the pyramid and both crop stages read it.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,17 +56,20 @@ _MIN_CHUNK = 32  # fewer R-Net/O-Net crops than this per thread are not worth a 
 class DetectorConfig:
     """Tunables of the cascade; defaults are the published MTCNN settings.
 
-    ``packed`` runs P-Net once over all pyramid levels packed on one canvas instead of
-    once per level, ``parallel`` resizes the pyramid levels on several cores; both leave
-    the result unchanged, and turning both off gives the plain reference cascade (what
-    the benchmark's PyTorch reference runs).
+    ``parallel`` spreads the pyramid, P-Net and R-Net over the cores; ``packed`` runs
+    P-Net once per group of levels packed on one canvas (see the module docstring for
+    the measurements). Neither changes a result. Both off is the plain reference cascade
+    that the benchmark's PyTorch reference runs. With ``parallel`` the P-Net and R-Net
+    sessions are called from two threads at once, so a session wrapper that records its
+    feeds (INT8 calibration) sees the same feeds in an order that can vary between runs;
+    turn ``parallel`` off where that order matters.
     """
 
     min_face: int = 20
     scale_factor: float = 0.709
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     max_batch: int = 256
-    packed: bool = True
+    packed: bool = False
     parallel: bool = True
 
 
@@ -233,7 +243,31 @@ def _extra_threads() -> int:
 
 
 _WORKERS = _extra_threads()
-_POOL = ThreadPoolExecutor(_WORKERS, thread_name_prefix="edge-sdk-detector") if _WORKERS else None
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor | None:
+    """The helper pool of this process, made on first use (None on one core)."""
+    global _POOL
+    if not _WORKERS:
+        return None
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(_WORKERS, thread_name_prefix="edge-sdk-detector")
+        return _POOL
+
+
+def _forget_pool() -> None:
+    """In a forked child: the inherited executor has no threads and would never run work."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -244,16 +278,17 @@ def fan_out(work: Callable[[T], R], parts: Sequence[T], parallel: bool = True) -
     Only for work that releases the GIL (OpenCV, ONNX Runtime) and never fans out itself
     (pool threads must not wait on the pool). The results are the same as in a loop.
     """
-    if not parallel or _POOL is None or len(parts) < 2:
+    pool = _pool() if parallel and len(parts) > 1 else None
+    if pool is None:
         return [work(part) for part in parts]
-    futures = [_POOL.submit(work, part) for part in parts[1:]]
+    futures = [pool.submit(work, part) for part in parts[1:]]
     first = work(parts[0])
     return [first, *(future.result() for future in futures)]
 
 
 def shares(parallel: bool) -> int:
     """How many pieces to cut parallel work into: the calling thread plus the pool's."""
-    return _WORKERS + 1 if parallel and _POOL is not None else 1
+    return _WORKERS + 1 if parallel and _WORKERS else 1
 
 
 def build_pyramid(
@@ -308,8 +343,8 @@ def pack_levels(
     Levels sit at even offsets so that P-Net's stride-2 cell grid on the canvas is the
     grid of every level, and they never overlap, so any cell read back lies wholly inside
     its level. Placement is a skyline bottom-left packing in 2-pixel units, tried for a
-    few canvas widths; the smallest canvas area wins (the unused area is P-Net work
-    wasted, about 10-25%). Cached per pyramid: a video stream pays for it once.
+    few canvas widths; the smallest canvas area wins (the unused ~10% is P-Net work
+    wasted). Cached per pyramid: a video stream pays for it once.
     """
     units = [((w + 1) // 2, (h + 1) // 2) for w, h in sizes]
     widest = max(u[0] for u in units)
@@ -357,13 +392,7 @@ class MTCNNDetector:
 
     def _propose(self, levels: list[np.ndarray], scales: list[float]) -> np.ndarray:
         """Stage 1: P-Net over the pyramid -> (n, 5) square candidates with scores."""
-        if self.config.packed and len(levels) > 1:
-            maps = self._pnet_packed(levels)
-        else:
-            maps = []
-            for level in levels:
-                out = self.pnet.run({"image": _to_nchw(level[None], self.preprocessing)})
-                maps.append((out["prob"][0], out["offsets"][0]))
+        maps = self._pnet(levels)
         found = [
             cand
             for (prob, offsets), scale in zip(maps, scales, strict=True)
@@ -376,27 +405,33 @@ class MTCNNDetector:
         boxes = square(regress(cand[:, :4], cand[:, 5:9], inclusive=False))
         return np.concatenate([boxes, cand[:, 4:5]], axis=1)
 
-    def _pnet_packed(self, levels: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """P-Net over the levels packed on canvases -> (prob, offsets) per level.
+    def _pnet(self, levels: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """P-Net's (prob, offsets) maps for every level.
 
         With ``parallel`` the levels are split into groups of about equal area (the first
-        level alone is half the pyramid), one canvas and one concurrent call per group:
-        ONNX Runtime runs PRelu, Softmax and layout reorders on one thread, so a single
-        call leaves the other core idle for most of P-Net.
+        level alone is half the pyramid) that run concurrently: ONNX Runtime runs PRelu,
+        Softmax and layout reorders on one thread, so a single call leaves the other core
+        idle for most of P-Net. Each group is one packed canvas, or one call per level.
         """
-        groups = _balanced_groups(
-            [lv.shape[0] * lv.shape[1] for lv in levels], shares(self.config.parallel)
-        )
+        areas = [lv.shape[0] * lv.shape[1] for lv in levels]
+        groups = _balanced_groups(areas, shares(self.config.parallel))
+
+        def run(group: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+            chosen = [levels[i] for i in group]
+            if self.config.packed and len(chosen) > 1:
+                return self._pnet_canvas(chosen)
+            return [self._pnet_level(level) for level in chosen]
+
         maps: list[tuple[np.ndarray, np.ndarray]] = [None] * len(levels)  # type: ignore[list-item]
-        results = fan_out(
-            lambda group: self._pnet_canvas([levels[i] for i in group]),
-            groups,
-            self.config.parallel,
-        )
-        for group, group_maps in zip(groups, results, strict=True):
-            for i, level_maps in zip(group, group_maps, strict=True):
+        for group, found in zip(groups, fan_out(run, groups, self.config.parallel), strict=True):
+            for i, level_maps in zip(group, found, strict=True):
                 maps[i] = level_maps
         return maps
+
+    def _pnet_level(self, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """P-Net on one level alone (the reference way)."""
+        out = self.pnet.run({"image": _to_nchw(level[None], self.preprocessing)})
+        return out["prob"][0], out["offsets"][0]
 
     def _pnet_canvas(self, levels: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """One P-Net call over levels packed on one canvas -> (prob, offsets) per level.
@@ -435,6 +470,7 @@ class MTCNNDetector:
         return np.concatenate([boxes[keep], scores[keep, None], regs], axis=1)
 
     def _run_batched(self, session: Session, crops: np.ndarray) -> dict[str, np.ndarray]:
+        """``session`` on crops in chunks of ``max_batch`` (the graphs' batch profile)."""
         parts: list[dict[str, np.ndarray]] = []
         step = self.config.max_batch
         for start in range(0, crops.shape[0], step):
