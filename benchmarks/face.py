@@ -5,14 +5,14 @@ opens the same bundle and decodes the same encoded images; figures only, no asse
 
 Columns (all share the decode, pre- and post-processing code; only what is named differs):
 
-* ``ort``: what ``edge_sdk.load()`` runs: ONNX Runtime CPU sessions, detector stages
-  spread over the cores (``DetectorConfig.parallel``: pyramid resizes, P-Net level
-  groups and R-Net halves run concurrently).
+* ``ort``: what ``edge_sdk.load()`` runs: ONNX Runtime CPU sessions, the pyramid levels
+  resized on several cores (``DetectorConfig.parallel``).
 * ``torch``: the same pipeline with the nets run by our PyTorch modules in eager mode.
   ``torch/ort`` therefore isolates the runtime; pipeline speed-ups cancel out of it.
-* ``ort plain``: ONNX Runtime with the plain cascade (everything one after another, one
-  P-Net call per pyramid level).
-* ``ref``: the PyTorch eager reference: our PyTorch modules in eager mode, plain cascade.
+* ``ort plain``: ONNX Runtime with the plain cascade (pyramid resized one level after
+  another).
+* ``ref``: the PyTorch eager reference: our PyTorch modules in eager mode, plain cascade
+  (one P-Net call per level, as ever, and the pyramid resized level after level).
   This is the straightforward MTCNN + classifier pipeline in PyTorch that a deployment
   replaces; ``ref/ort`` is the speed-up a user gets from this SDK.
 

@@ -178,7 +178,9 @@ def calibrate_graph(
     trials: list[tuple[MethodTrial, bytes]] = []
     for method in methods:
         try:
-            model, ranges = quantize_graph(fp32_model, calib, method, policy.op_types)
+            model, ranges = quantize_graph(
+                fp32_model, calib, method, policy.op_types, policy.exclude_nodes.get(graph, ())
+            )
         except CalibrationError as exc:
             if len(methods) == 1:
                 raise CalibrationError(f"graph {graph!r}: {exc}") from exc

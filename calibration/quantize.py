@@ -96,8 +96,24 @@ def _same_shape_groups(feeds: list[Feed]) -> list[list[Feed]]:
     return list(groups.values())
 
 
+def excluded_nodes(onnx_bytes: bytes, patterns: tuple[str, ...]) -> list[str]:
+    """Names of the model's nodes matching any ``fnmatch`` pattern (kept FP32)."""
+    import fnmatch
+
+    import onnx
+
+    if not patterns:
+        return []
+    names = [node.name for node in onnx.load_from_string(onnx_bytes).graph.node]
+    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+
 def quantize_graph(
-    onnx_bytes: bytes, feeds: list[Feed], method: str, op_types: tuple[str, ...]
+    onnx_bytes: bytes,
+    feeds: list[Feed],
+    method: str,
+    op_types: tuple[str, ...],
+    exclude: tuple[str, ...] = (),
 ) -> tuple[bytes, bytes]:
     """INT8 QDQ model from FP32 ONNX bytes, with activation ranges from ``feeds``.
 
@@ -106,6 +122,8 @@ def quantize_graph(
         feeds: calibration feeds (one sample each); ranges come from these only.
         method: ``minmax``, ``entropy`` (KL, 2048 bins) or ``percentile`` (99.999th).
         op_types: op types whose inputs are quantised; all others stay FP32.
+        exclude: ``fnmatch`` patterns of node names that stay FP32 although their op type
+            is quantised (the family policy's ``exclude_nodes``).
 
     Returns:
         (INT8 model bytes, the range cache as JSON bytes) — the cache travels in the bundle
@@ -131,6 +149,7 @@ def quantize_graph(
             None,
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(op_types),
+            nodes_to_exclude=excluded_nodes(onnx_bytes, exclude),
             per_channel=True,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,

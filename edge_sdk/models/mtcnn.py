@@ -17,6 +17,27 @@ from torch import nn
 from edge_sdk.models.registry import register_architecture
 
 
+class SplitPReLU(nn.Module):
+    """PReLU written as ``relu(x) - a * relu(-x)``: the same function, other ONNX ops.
+
+    ONNX Runtime's CPU PRelu kernel runs single-threaded outside its blocked conv layout and
+    was about half of every MTCNN net's time; Relu/Mul/Sub fuse and stay in that layout.
+    Eager PyTorch keeps its fused PReLU (so the reference is not slowed down); only the
+    exported graph uses the split form. The parameter keeps nn.PReLU's name and shape
+    (``weight``, one slope per channel), so the distributed state dicts load unchanged.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels,), 0.25))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.onnx.is_in_onnx_export():
+            return nn.functional.prelu(x, self.weight)  # eager: torch's fused kernel
+        slope = self.weight.reshape((1, -1) + (1,) * (x.dim() - 2))
+        return torch.relu(x) - slope * torch.relu(-x)
+
+
 def _flatten_like_caffe(x: torch.Tensor) -> torch.Tensor:
     """Flatten in (W, H, C) order: the original Caffe-trained dense layers expect it."""
     return x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
@@ -29,12 +50,12 @@ class PNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 10, 3)
-        self.prelu1 = nn.PReLU(10)
+        self.prelu1 = SplitPReLU(10)
         self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
         self.conv2 = nn.Conv2d(10, 16, 3)
-        self.prelu2 = nn.PReLU(16)
+        self.prelu2 = SplitPReLU(16)
         self.conv3 = nn.Conv2d(16, 32, 3)
-        self.prelu3 = nn.PReLU(32)
+        self.prelu3 = SplitPReLU(32)
         self.conv4_1 = nn.Conv2d(32, 2, 1)
         self.conv4_2 = nn.Conv2d(32, 4, 1)
 
@@ -52,15 +73,15 @@ class RNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 28, 3)
-        self.prelu1 = nn.PReLU(28)
+        self.prelu1 = SplitPReLU(28)
         self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
         self.conv2 = nn.Conv2d(28, 48, 3)
-        self.prelu2 = nn.PReLU(48)
+        self.prelu2 = SplitPReLU(48)
         self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
         self.conv3 = nn.Conv2d(48, 64, 2)
-        self.prelu3 = nn.PReLU(64)
+        self.prelu3 = SplitPReLU(64)
         self.dense4 = nn.Linear(576, 128)
-        self.prelu4 = nn.PReLU(128)
+        self.prelu4 = SplitPReLU(128)
         self.dense5_1 = nn.Linear(128, 2)
         self.dense5_2 = nn.Linear(128, 4)
 
@@ -80,18 +101,18 @@ class ONet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 32, 3)
-        self.prelu1 = nn.PReLU(32)
+        self.prelu1 = SplitPReLU(32)
         self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
         self.conv2 = nn.Conv2d(32, 64, 3)
-        self.prelu2 = nn.PReLU(64)
+        self.prelu2 = SplitPReLU(64)
         self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
         self.conv3 = nn.Conv2d(64, 64, 3)
-        self.prelu3 = nn.PReLU(64)
+        self.prelu3 = SplitPReLU(64)
         self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
         self.conv4 = nn.Conv2d(64, 128, 2)
-        self.prelu4 = nn.PReLU(128)
+        self.prelu4 = SplitPReLU(128)
         self.dense5 = nn.Linear(1152, 256)
-        self.prelu5 = nn.PReLU(256)
+        self.prelu5 = SplitPReLU(256)
         self.dense6_1 = nn.Linear(256, 2)
         self.dense6_2 = nn.Linear(256, 4)
         self.dense6_3 = nn.Linear(256, 10)

@@ -4,23 +4,23 @@ The algorithm is plain numpy/OpenCV around three Sessions, so the ONNX Runtime g
 and the PyTorch reference run through exactly the same pre- and post-processing; only
 the networks differ. Boxes are (x1, y1, x2, y2) in pixels of the input image.
 
-Where the time goes (512x512 astronaut, ORT CPU, 2 cores, idle machine): about 40 ms
-before this module's changes, 33-37 ms after. The three nets are ~75% of it, and about
-half of each net's time is ONNX Runtime's PRelu kernel, which is single-threaded and
-~4x slower than an equivalent Relu/Min/Mul/Add chain (a graph matter, outside this
-module). What this module does:
+Where the time goes (512x512 astronaut, ORT CPU, 2 cores): the three nets are ~75% of
+detection, and about half of each net's time is ONNX Runtime's PRelu kernel, which is
+single-threaded and ~4x slower than an equivalent Relu/Min/Mul/Add chain (a graph
+matter, outside this module). What this module does and does not do, as measured:
 
 * ``parallel`` (default): the ten pyramid resizes (each reads the whole float image, so
-  they cost alike; 6.3 ms one after another) are dealt to the calling thread and a small
-  pool (3.4 ms on 2 cores; OpenCV releases the GIL). P-Net runs as concurrent groups of
-  levels of equal area (the first level alone is half the pyramid): ORT leaves a core
-  idle during PRelu, Softmax and layout reorders (16.6 -> 14.9 ms). R-Net crops are cut
-  and scored in concurrent halves, so one half's net overlaps the other's cropping.
-  Every level, map and box stays bit-identical (ORT) to the serial run.
-* ``packed`` (opt-in): all levels of a group on one canvas, one P-Net call per group.
-  Exact, but on ORT CPU it costs 15-25% more P-Net CPU time than one call per level
-  (10% padding, larger working sets), so it is off by default; it remains for backends
-  where every call has a fixed cost.
+  they cost alike; 6.3 ms one after another on an idle machine) are dealt to the calling
+  thread and a small pool (3.4 ms on 2 cores; OpenCV releases the GIL). Every level is
+  bit-identical to the serial run.
+* Not done: calling P-Net (two groups of levels) and R-Net (two halves) from two threads
+  at once saved a further 2-3 ms with ORT, but with the PyTorch reference each calling
+  thread gets its own OpenMP team and the cascade ran up to 2x slower, and a session
+  wrapper recording feeds (INT8 calibration) would see them in a varying order.
+* ``packed`` (opt-in): all levels on one canvas, one P-Net call. Exact, but on ORT CPU
+  it costs 15-25% more P-Net CPU time than one call per level (10% padding, larger
+  working sets), so it is off; it is there for runtimes where each call or each new
+  input shape has a fixed cost.
 * The pyramid stays the reference one (each level area-resized from the full image).
   Building levels from smaller levels (ratios 1.5-4x) or with INTER_LINEAR moved final
   boxes to IoU 0.88-0.95 against it, and even +-0.1 grey-level noise on the levels moves
@@ -49,20 +49,16 @@ from runtimes.base import Session
 PNET_STRIDE = 2
 PNET_CELL = 12
 _NMS_PAIRWISE_MAX = 1024  # 1024^2 float32 overlaps: 4 MB per temporary
-_MIN_CHUNK = 32  # fewer R-Net/O-Net crops than this per thread are not worth a split
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
     """Tunables of the cascade; defaults are the published MTCNN settings.
 
-    ``parallel`` spreads the pyramid, P-Net and R-Net over the cores; ``packed`` runs
-    P-Net once per group of levels packed on one canvas (see the module docstring for
-    the measurements). Neither changes a result. Both off is the plain reference cascade
-    that the benchmark's PyTorch reference runs. With ``parallel`` the P-Net and R-Net
-    sessions are called from two threads at once, so a session wrapper that records its
-    feeds (INT8 calibration) sees the same feeds in an order that can vary between runs;
-    turn ``parallel`` off where that order matters.
+    ``parallel`` resizes the pyramid levels on several cores; ``packed`` runs P-Net once
+    over all levels packed on one canvas (see the module docstring for measurements).
+    Neither changes a result; both off is the plain reference cascade that the
+    benchmark's PyTorch reference runs.
     """
 
     min_face: int = 20
@@ -323,17 +319,6 @@ def cell_count(side: int) -> int:
     return (side - PNET_CELL) // PNET_STRIDE + 1
 
 
-def _balanced_groups(areas: list[int], k: int) -> list[list[int]]:
-    """Level indices in at most ``k`` groups of about equal total area (largest first)."""
-    groups: list[list[int]] = [[] for _ in range(max(1, min(k, len(areas))))]
-    totals = [0] * len(groups)
-    for i in sorted(range(len(areas)), key=lambda j: -areas[j]):
-        g = totals.index(min(totals))
-        groups[g].append(i)
-        totals[g] += areas[i]
-    return [sorted(group) for group in groups if group]
-
-
 @functools.lru_cache(maxsize=32)
 def pack_levels(
     sizes: tuple[tuple[int, int], ...],
@@ -406,27 +391,11 @@ class MTCNNDetector:
         return np.concatenate([boxes, cand[:, 4:5]], axis=1)
 
     def _pnet(self, levels: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """P-Net's (prob, offsets) maps for every level.
-
-        With ``parallel`` the levels are split into groups of about equal area (the first
-        level alone is half the pyramid) that run concurrently: ONNX Runtime runs PRelu,
-        Softmax and layout reorders on one thread, so a single call leaves the other core
-        idle for most of P-Net. Each group is one packed canvas, or one call per level.
-        """
-        areas = [lv.shape[0] * lv.shape[1] for lv in levels]
-        groups = _balanced_groups(areas, shares(self.config.parallel))
-
-        def run(group: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
-            chosen = [levels[i] for i in group]
-            if self.config.packed and len(chosen) > 1:
-                return self._pnet_canvas(chosen)
-            return [self._pnet_level(level) for level in chosen]
-
-        maps: list[tuple[np.ndarray, np.ndarray]] = [None] * len(levels)  # type: ignore[list-item]
-        for group, found in zip(groups, fan_out(run, groups, self.config.parallel), strict=True):
-            for i, level_maps in zip(group, found, strict=True):
-                maps[i] = level_maps
-        return maps
+        """P-Net's (prob, offsets) maps for every level: one call per level, or one packed
+        canvas for all of them (``packed``)."""
+        if self.config.packed and len(levels) > 1:
+            return self._pnet_canvas(levels)
+        return [self._pnet_level(level) for level in levels]
 
     def _pnet_level(self, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """P-Net on one level alone (the reference way)."""
@@ -478,27 +447,9 @@ class MTCNNDetector:
             parts.append(session.run({"image": batch}))
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
-    def _score_crops(
-        self, session: Session, pixels: np.ndarray, boxes: np.ndarray, size: int
-    ) -> dict[str, np.ndarray]:
-        """Cut ``size`` crops of ``boxes`` and run ``session`` on them.
-
-        With ``parallel`` and enough boxes, the boxes are split into a few chunks, each cut
-        and run in its own thread: one chunk's net (GIL released, PRelu single-threaded)
-        overlaps another chunk's cropping.
-        """
-        k = min(shares(self.config.parallel), boxes.shape[0] // _MIN_CHUNK) or 1
-        chunks = np.array_split(boxes, k)
-        outs = fan_out(
-            lambda chunk: self._run_batched(session, crop_resize(pixels, chunk, size)),
-            chunks,
-            self.config.parallel,
-        )
-        return {name: np.concatenate([o[name] for o in outs]) for name in outs[0]}
-
     def _refine(self, pixels: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Stage 2: R-Net rescoring and regression of 24x24 crops."""
-        out = self._score_crops(self.rnet, pixels, boxes, 24)
+        out = self._run_batched(self.rnet, crop_resize(pixels, boxes, 24))
         keep = out["prob"] > self.config.thresholds[1]
         boxes, prob, offsets = boxes[keep], out["prob"][keep], out["offsets"][keep]
         order = nms(boxes, prob, 0.7)
@@ -507,7 +458,7 @@ class MTCNNDetector:
 
     def _finish(self, pixels: np.ndarray, boxes: np.ndarray) -> Detections:
         """Stage 3: O-Net scores, final boxes and five landmarks on 48x48 crops."""
-        out = self._score_crops(self.onet, pixels, boxes, 48)
+        out = self._run_batched(self.onet, crop_resize(pixels, boxes, 48))
         keep = out["prob"] > self.config.thresholds[2]
         boxes, prob = boxes[keep], out["prob"][keep]
         marks, offsets = out["landmarks"][keep], out["offsets"][keep]
