@@ -1,8 +1,8 @@
 """Selection policy: which backend runs a graph on this device, with the reason for each.
 
 Candidates are every (backend, artifact) pair for the graph, ordered by backend rank and
-then by precision preference (int8, fp16, fp32 on accelerators; int8 before fp32 on CPU
-only when the bundle carries a calibrated INT8 artifact). A requested backend or precision
+then by precision preference (int8, fp16, fp32 on accelerators; fp32 before int8 on CPU,
+where ONNX Runtime ran our INT8 graphs slower). A requested backend or precision
 is a constraint, never a hint: when nothing satisfies it the call fails, it is not downgraded.
 """
 
@@ -19,6 +19,10 @@ from runtimes.base import Backend, Session, all_backends, get_backend
 
 log = logging.getLogger(__name__)
 _PRECISION_ORDER = {"int8": 0, "fp16": 1, "fp32": 2}
+# ONNX Runtime's CPU kernels ran our QDQ INT8 graphs slower than FP32 for every family on
+# the machines measured (benchmarks/int8.py, benchmarks/compare.py), so on CPU backends
+# FP32 comes first and INT8 runs when asked for (precision="int8").
+_CPU_PRECISION_ORDER = {"fp32": 0, "int8": 1, "fp16": 2}
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ def rank_candidates(
                 usable, reason = False, f"precision {artifact.precision} != requested {precision}"
             if usable and backend is None and not b.automatic:
                 usable, reason = False, f"{reason}; reference only, request it by name"
-            key = (0 if usable else 1, b.rank, _PRECISION_ORDER.get(artifact.precision, 9))
+            order = _PRECISION_ORDER if getattr(b, "needs_gpu", True) else _CPU_PRECISION_ORDER
+            key = (0 if usable else 1, b.rank, order.get(artifact.precision, 9))
             ranked.append((key, Candidate(b.name, artifact, usable, reason)))
     return [c for _, c in sorted(ranked, key=lambda item: item[0])]
 

@@ -86,3 +86,28 @@ def test_corrupt_onnx_is_a_backend_error(face_bundle, device, tmp_path) -> None:
     (target / "manifest.json").write_text(replace(manifest, artifacts=artifacts).to_json())
     with pytest.raises(BackendError, match="cannot open classifier.onnx"):
         open_graph(ModelBundle.load(target), "classifier", device)
+
+
+def test_cpu_prefers_fp32_and_runs_int8_only_when_asked(face_bundle, tmp_path) -> None:
+    """ONNX Runtime's CPU kernels ran our INT8 graphs slower, so CPU picks FP32 first."""
+    import shutil
+
+    from calibration.ort_int8 import calibrate_bundle
+    from edge_sdk.device import DeviceProbe
+    from runtimes.selection import open_graph, rank_candidates
+
+    root = tmp_path / "bundle"
+    shutil.copytree(face_bundle.root, root)
+    rng = np.random.default_rng(0)
+    feeds = {"classifier/image": rng.uniform(-1, 1, (40, 1, 64, 64)).astype(np.float32)}
+    for graph, size in (("rnet", 24), ("onet", 48)):
+        feeds[f"{graph}/image"] = rng.uniform(-1, 1, (40, 3, size, size)).astype(np.float32)
+    np.savez(tmp_path / "feeds.npz", **feeds)
+    bundle = calibrate_bundle(root, str(tmp_path / "feeds.npz"), force=True).bundle
+    device = DeviceProbe().probe()
+    first = next(c for c in rank_candidates(bundle.manifest, "classifier", device) if c.usable)
+    assert (first.backend, first.artifact.precision) == ("ort-cpu", "fp32")
+    session = open_graph(bundle, "classifier", device, precision="int8")
+    assert session.precision == "int8"
+    out = session.run({"image": feeds["classifier/image"][:2]})
+    assert np.isfinite(next(iter(out.values()))).all()
