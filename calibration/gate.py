@@ -93,7 +93,7 @@ def concordance(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if denom == 0 else float(2 * cov / denom)
 
 
-def _rows(values: np.ndarray, kind: str = "logits") -> np.ndarray:
+def as_rows(values: np.ndarray, kind: str = "logits") -> np.ndarray:
     """Outputs as (N, C) rows so runs of different sizes concatenate.
 
     Class and embedding outputs keep their last axis (every leading axis is a sample:
@@ -109,7 +109,7 @@ def _rows(values: np.ndarray, kind: str = "logits") -> np.ndarray:
     return values.reshape(-1, values.shape[-1])
 
 
-# The figure functions below take (N, C) rows as made by _rows.
+# The figure functions below take (N, C) rows as made by as_rows.
 
 
 def _agreement(same: np.ndarray, margin: np.ndarray, tie_margin: float) -> dict[str, float]:
@@ -144,6 +144,8 @@ def _decision_figures(
 
 def _regression_figures(ref: np.ndarray, new: np.ndarray) -> dict[str, float]:
     ref_rows, new_rows = ref, new
+    if ref_rows.shape[0] < 2:
+        return {}  # concordance needs a spread of values
     worst = max(1.0 - concordance(ref_rows[:, c], new_rows[:, c]) for c in range(ref_rows.shape[1]))
     return {"ccc_delta": float(worst)}
 
@@ -154,6 +156,22 @@ def _embedding_figures(ref: np.ndarray, new: np.ndarray) -> dict[str, float]:
     both_zero = norms == 0
     cosine = np.where(both_zero, 1.0, (ref_rows * new_rows).sum(1) / np.where(both_zero, 1, norms))
     return {"mean_cosine": float(cosine.mean()), "min_cosine": float(cosine.min())}
+
+
+def kind_figures(
+    ref: np.ndarray, new: np.ndarray, kind: str, tie_margin: float = 0.0
+) -> dict[str, float]:
+    """Decision-level figures of finite (N, C) rows (see :func:`as_rows`), by output kind.
+
+    Shared by the INT8 gate and ``edge-sdk verify``, so both judge an output the same way.
+    """
+    if kind in ("logits", "probabilities"):
+        return _class_figures(ref, new, kind, tie_margin)
+    if kind in ("binary", "multilabel_logits"):
+        return _decision_figures(ref, new, kind, tie_margin)
+    if kind == "regression":
+        return _regression_figures(ref, new)
+    return _embedding_figures(ref, new)
 
 
 def compare_output(
@@ -173,7 +191,7 @@ def compare_output(
         raise EdgeSDKError(f"output {name!r}: unknown kind {kind!r}; expected one of {KINDS}")
     if ref.shape != new.shape:
         raise EdgeSDKError(f"output {name!r}: FP32 shape {ref.shape} != INT8 shape {new.shape}")
-    ref, new = _rows(ref, kind), _rows(new, kind)
+    ref, new = as_rows(ref, kind), as_rows(new, kind)
     non_finite = int(np.size(new) - np.isfinite(new).sum())
     samples = int(ref.shape[0])
     failures: list[str] = []
@@ -182,15 +200,7 @@ def compare_output(
         return OutputFigures(
             name, kind, samples, float("inf"), non_finite, failures=tuple(failures)
         )
-    figures: dict[str, float]
-    if kind in ("logits", "probabilities"):
-        figures = _class_figures(ref, new, kind, tie_margin)
-    elif kind in ("binary", "multilabel_logits"):
-        figures = _decision_figures(ref, new, kind, tie_margin)
-    elif kind == "regression":
-        figures = _regression_figures(ref, new)
-    else:
-        figures = _embedding_figures(ref, new)
+    figures = kind_figures(ref, new, kind, tie_margin)
     checks = (
         ("agreement", lambda v: v >= thresholds.min_agreement, thresholds.min_agreement, ">="),
         ("max_prob_diff", lambda v: v <= thresholds.max_prob_diff, thresholds.max_prob_diff, "<="),
@@ -223,7 +233,7 @@ def compare_runs(
         raise EdgeSDKError("the gate needs the same, non-zero number of FP32 and INT8 runs")
     results = []
     for name, kind in kinds.items():
-        ref = np.concatenate([_rows(r[name], kind) for r in reference])
-        new = np.concatenate([_rows(c[name], kind) for c in candidate])
+        ref = np.concatenate([as_rows(r[name], kind) for r in reference])
+        new = np.concatenate([as_rows(c[name], kind) for c in candidate])
         results.append(compare_output(name, kind, ref, new, thresholds, tie_margin))
     return results

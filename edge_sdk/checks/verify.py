@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from calibration.gate import as_rows, kind_figures
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.checks.feeds import DEFAULT_MAX_ELEMENTS, SIZES, FeedSet, feeds_for_sizes
 from edge_sdk.device import DeviceInfo
@@ -323,55 +324,6 @@ class VerifyResult:
 # --------------------------------------------------------------------------- comparison
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    shifted = x - x.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def _rows(values: np.ndarray, kind: str) -> np.ndarray:
-    """(N, C) rows: class and embedding outputs keep their last axis, scores flatten."""
-    if kind in ("binary", "multilabel_logits") or values.ndim < 2:
-        return values.reshape(-1, 1)
-    if kind == "regression" and values.ndim != 2:
-        return values.reshape(-1, 1)
-    return values.reshape(-1, values.shape[-1])
-
-
-def _concordance(a: np.ndarray, b: np.ndarray) -> float:
-    mean_a, mean_b = a.mean(), b.mean()
-    denom = a.var() + b.var() + (mean_a - mean_b) ** 2
-    return 1.0 if denom == 0 else float(2 * ((a - mean_a) * (b - mean_b)).mean() / denom)
-
-
-def _kind_figures(ref: np.ndarray, new: np.ndarray, kind: str) -> dict[str, float]:
-    """Decision-level figures of (N, C) float64 rows, by kind."""
-    if kind in CLASS_KINDS:
-        ref_p, new_p = (_softmax(ref), _softmax(new)) if kind == "logits" else (ref, new)
-        return {
-            "agreement": float(np.mean(ref_p.argmax(-1) == new_p.argmax(-1))),
-            "max_prob_diff": float(np.abs(ref_p - new_p).max()),
-        }
-    if kind in ("binary", "multilabel_logits"):
-        ref_p, new_p = (_sigmoid(ref), _sigmoid(new)) if kind != "binary" else (ref, new)
-        return {
-            "agreement": float(np.mean((ref_p >= 0.5) == (new_p >= 0.5))),
-            "max_prob_diff": float(np.abs(ref_p - new_p).max()),
-        }
-    if kind == "embedding":
-        norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(new, axis=1)
-        zero = norms == 0
-        cosine = np.where(zero, 1.0, (ref * new).sum(1) / np.where(zero, 1.0, norms))
-        return {"min_cosine": float(cosine.min())}
-    if ref.shape[0] < 2:
-        return {}  # concordance needs a spread of values
-    return {"ccc_delta": max(1.0 - _concordance(ref[:, c], new[:, c]) for c in range(ref.shape[1]))}
-
-
 def _judge_kind(figures: dict[str, float], tol: Tolerance) -> list[str]:
     failures = []
     rules = (
@@ -442,8 +394,8 @@ def compare_output(
                 ratio = diff / np.maximum(allowed, np.finfo(np.float64).tiny)
                 worst_ratio = max(worst_ratio, float(ratio.max()))
         if finite.all():
-            ref_rows.append(_rows(ref64, kind))
-            new_rows.append(_rows(new64, kind))
+            ref_rows.append(as_rows(ref64, kind))
+            new_rows.append(as_rows(new64, kind))
     if non_finite:
         failures.append(f"{non_finite} NaN/Inf values")
     if ref_non_finite:
@@ -458,7 +410,7 @@ def compare_output(
     widths = {r.shape[1] for r in ref_rows}
     if ref_rows and len(widths) == 1:
         ref_all, new_all = np.concatenate(ref_rows), np.concatenate(new_rows)
-        figures = _kind_figures(ref_all, new_all, kind)
+        figures = kind_figures(ref_all, new_all, kind)
         missed = _judge_kind(figures, tolerance)
         if judge_decisions:
             failures += missed
