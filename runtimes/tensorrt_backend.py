@@ -76,8 +76,20 @@ class TrtSession:
             raise BackendError(f"TensorRT could not deserialize the engine of {graph.name}")
         self._context = self._engine.create_execution_context()
         self._stream = _check(self._cuda.cudaStreamCreate())
+        self._buffers: dict[str, tuple[int, int]] = {}
         self.inputs = tuple(t.name for t in graph.inputs)
         self.outputs = tuple(t.name for t in graph.outputs)
+
+    def _device_buffer(self, name: str, nbytes: int) -> int:
+        """Device memory for ``name``, kept between calls and grown only when too small
+        (no cudaMalloc/cudaFree per frame)."""
+        ptr, size = self._buffers.get(name, (0, 0))
+        if nbytes > size:
+            if ptr:
+                _check(self._cuda.cudaFree(ptr))
+            ptr, size = _check(self._cuda.cudaMalloc(nbytes)), nbytes
+            self._buffers[name] = (ptr, size)
+        return ptr
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_feeds(self.graph, feeds)
@@ -85,40 +97,40 @@ class TrtSession:
         copy_in = cuda.cudaMemcpyKind.cudaMemcpyHostToDevice
         copy_out = cuda.cudaMemcpyKind.cudaMemcpyDeviceToHost
         with self._lock:
-            buffers: list[int] = []
-            try:
-                hosts = {n: np.ascontiguousarray(feeds[n]) for n in self.inputs}
-                for name, host in hosts.items():
-                    self._context.set_input_shape(name, host.shape)
-                    ptr = _check(cuda.cudaMalloc(host.nbytes))
-                    buffers.append(ptr)
-                    _check(
-                        cuda.cudaMemcpyAsync(
-                            ptr, host.ctypes.data, host.nbytes, copy_in, self._stream
-                        )
+            for name in self.inputs:
+                host = np.ascontiguousarray(feeds[name])
+                ptr = self._device_buffer(name, max(1, host.nbytes))
+                self._context.set_input_shape(name, host.shape)
+                _check(
+                    cuda.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes, copy_in, self._stream)
+                )
+                self._context.set_tensor_address(name, ptr)
+            results: dict[str, np.ndarray] = {}
+            for spec in self.graph.outputs:
+                shape = tuple(self._context.get_tensor_shape(spec.name))
+                results[spec.name] = np.empty(shape, dtype=spec.dtype)
+                ptr = self._device_buffer(spec.name, max(1, results[spec.name].nbytes))
+                self._context.set_tensor_address(spec.name, ptr)
+            if not self._context.execute_async_v3(self._stream):
+                raise BackendError(f"TensorRT failed to run {self.graph.name}")
+            for name, out in results.items():
+                _check(
+                    cuda.cudaMemcpyAsync(
+                        out.ctypes.data, self._buffers[name][0], out.nbytes, copy_out, self._stream
                     )
-                    self._context.set_tensor_address(name, ptr)
-                results: dict[str, np.ndarray] = {}
-                for spec in self.graph.outputs:
-                    shape = tuple(self._context.get_tensor_shape(spec.name))
-                    results[spec.name] = np.empty(shape, dtype=spec.dtype)
-                    ptr = _check(cuda.cudaMalloc(max(1, results[spec.name].nbytes)))
-                    buffers.append(ptr)
-                    self._context.set_tensor_address(spec.name, ptr)
-                if not self._context.execute_async_v3(self._stream):
-                    raise BackendError(f"TensorRT failed to run {self.graph.name}")
-                for spec, ptr in zip(self.graph.outputs, buffers[len(hosts) :], strict=True):
-                    out = results[spec.name]
-                    _check(
-                        cuda.cudaMemcpyAsync(
-                            out.ctypes.data, ptr, out.nbytes, copy_out, self._stream
-                        )
-                    )
-                _check(cuda.cudaStreamSynchronize(self._stream))
-                return results
-            finally:
-                for ptr in buffers:
-                    cuda.cudaFree(ptr)
+                )
+            _check(cuda.cudaStreamSynchronize(self._stream))
+            return results
+
+    def close(self) -> None:
+        """Free the device buffers and the stream."""
+        with self._lock:
+            for ptr, _ in self._buffers.values():
+                self._cuda.cudaFree(ptr)
+            self._buffers.clear()
+            if self._stream is not None:
+                self._cuda.cudaStreamDestroy(self._stream)
+                self._stream = None
 
 
 @dataclass(frozen=True)
