@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,23 +268,15 @@ def test_too_few_samples_is_refused(trained: Trained, tmp_path: Path) -> None:
 
 
 def _photo_variants(source: Path, out: Path, count: int, seed: int) -> Path:
-    """Flipped, cropped, scaled, rotated, brightened and blurred copies of one photo."""
-    out.mkdir(parents=True)
-    image = cv2.imread(str(source))
-    height, width = image.shape[:2]
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        top, bottom, left, right = rng.uniform(0.0, 0.1, 4) * [height, height, width, width]
-        x = image[int(top) : height - int(bottom), int(left) : width - int(right)]
-        x = x[:, ::-1] if i % 2 else x
-        scale = rng.uniform(0.6, 1.6)
-        x = cv2.resize(x, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        turn = cv2.getRotationMatrix2D((x.shape[1] / 2, x.shape[0] / 2), rng.uniform(-12, 12), 1)
-        x = cv2.warpAffine(x, turn, (x.shape[1], x.shape[0]), borderMode=cv2.BORDER_REFLECT)
-        x = np.clip(x * rng.uniform(0.6, 1.4) + rng.uniform(-30, 30), 0, 255).astype(np.uint8)
-        x = cv2.GaussianBlur(x, (5, 5), 1.2) if i % 5 == 0 else x
-        cv2.imwrite(str(out / f"variant_{i:02d}.png"), x)
-    return out
+    """The benchmark's photo augmentation (one copy, loaded from benchmarks/int8.py)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "int8.py"
+    spec = importlib.util.spec_from_file_location("int8_benchmark", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module.photo_variants(source, out, count, seed)
 
 
 def test_face_fer7_calibrates_on_photo_variants(face_bundle: ModelBundle, tmp_path: Path) -> None:
