@@ -17,6 +17,10 @@ from edge_sdk.bundle import ModelBundle
 from edge_sdk.errors import BundleError
 
 DEFAULT_FAMILY = "face-fer7"
+# Bump when the exporter writes different graphs for the same weights (e.g. another ONNX
+# form of a layer): a cache keyed by the SDK version alone kept serving the old graphs to a
+# development install. Revision 2: MTCNN PReLU/softmax in their NCHWc-friendly forms.
+EXPORT_REVISION = 2
 
 
 def cache_dir() -> Path:
@@ -26,8 +30,8 @@ def cache_dir() -> Path:
 
 
 def default_bundle_dir(family: str = DEFAULT_FAMILY) -> Path:
-    """Path of the cached default bundle for ``family`` and this SDK version."""
-    return cache_dir() / "bundles" / f"{family}-{__version__}"
+    """Path of the cached default bundle for ``family``, this SDK version and export form."""
+    return cache_dir() / "bundles" / f"{family}-{__version__}-r{EXPORT_REVISION}"
 
 
 def default_bundle(family: str = DEFAULT_FAMILY) -> ModelBundle:

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.cli import app
+from edge_sdk.defaults import default_bundle_dir
 from tests.conftest import ASTRONAUT
 
 runner = CliRunner()
@@ -100,7 +101,8 @@ def test_predict_uses_the_default_bundle(tmp_path: Path, monkeypatch) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["faces"][0]["label"] == "happy"
     bundles = list((tmp_path / "home" / "bundles").iterdir())
-    assert [b.name for b in bundles] == ["face-fer7-0.1.0"]
+    assert [b.name for b in bundles] == [default_bundle_dir().name]
+    assert bundles[0].name.startswith("face-fer7-0.1.0-r")
     ModelBundle.load(bundles[0])
 
 

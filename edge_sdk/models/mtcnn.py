@@ -18,13 +18,18 @@ from edge_sdk.models.registry import register_architecture
 
 
 class SplitPReLU(nn.Module):
-    """PReLU written as ``relu(x) - a * relu(-x)``: the same function, other ONNX ops.
+    """PReLU exported as ``(1 - a) * relu(x) + a * x``: the same function, other ONNX ops.
 
-    ONNX Runtime's CPU PRelu kernel runs single-threaded outside its blocked conv layout and
-    was about half of every MTCNN net's time; Relu/Mul/Sub fuse and stay in that layout.
-    Eager PyTorch keeps its fused PReLU (so the reference is not slowed down); only the
-    exported graph uses the split form. The parameter keeps nn.PReLU's name and shape
-    (``weight``, one slope per channel), so the distributed state dicts load unchanged.
+    ONNX Runtime's CPU PRelu kernel is single-threaded and cannot run in its blocked (NCHWc)
+    conv layout, so every PRelu node cost two layout conversions besides itself. The two
+    per-channel scalings are exported as BatchNormalization nodes with mean 0, variance 1
+    and epsilon 0 (so the scale is exactly ``a``), which ORT turns into NCHWc depthwise
+    convolutions; with the Relu and the Add the whole net stays in the blocked layout.
+    Measured on the 2-core CPU: P-Net at 308x308 9.8 -> 8.9 ms, R-Net on 137 crops
+    11.1 -> 10.3 ms against ``relu(x) - a * relu(-x)`` (10.3 / 12.5 ms native PRelu).
+    Eager PyTorch keeps its fused PReLU (the reference is not slowed down); the parameter
+    keeps nn.PReLU's name and shape (``weight``, one slope per channel), so the distributed
+    state dicts load unchanged.
     """
 
     def __init__(self, channels: int) -> None:
@@ -34,8 +39,34 @@ class SplitPReLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.onnx.is_in_onnx_export():
             return nn.functional.prelu(x, self.weight)  # eager: torch's fused kernel
-        slope = self.weight.reshape((1, -1) + (1,) * (x.dim() - 2))
-        return torch.relu(x) - slope * torch.relu(-x)
+        slope = self.weight
+        zeros, ones = torch.zeros_like(slope), torch.ones_like(slope)
+        positive = _channel_scale(torch.relu(x), 1 - slope, zeros, ones)
+        return positive + _channel_scale(x, slope, zeros, ones)
+
+
+def _channel_scale(
+    x: torch.Tensor, scale: torch.Tensor, zeros: torch.Tensor, ones: torch.Tensor
+) -> torch.Tensor:
+    """``x * scale`` per channel, written as an exact BatchNormalization (see SplitPReLU)."""
+    return nn.functional.batch_norm(x, zeros, ones, scale, zeros, False, 0.0, 0.0)
+
+
+def face_probability(logits: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``softmax(logits(x))[:, 1]``; exported as ``sigmoid(z1 - z0)`` from one output.
+
+    The two are the same function. The exported form gives ORT one Conv (or Gemm) with a
+    fused Sigmoid instead of a two-channel Softmax and a Gather outside the blocked
+    layout (P-Net's Softmax alone took ~1 ms at 308x308). Eager keeps the softmax, so the
+    PyTorch reference is the textbook form.
+    """
+    if not torch.onnx.is_in_onnx_export():
+        return torch.softmax(logits(x), dim=1)[:, 1]
+    weight = logits.weight[1:2] - logits.weight[0:1]
+    bias = logits.bias[1:2] - logits.bias[0:1]
+    if isinstance(logits, nn.Conv2d):
+        return torch.sigmoid(nn.functional.conv2d(x, weight, bias))[:, 0]
+    return torch.sigmoid(nn.functional.linear(x, weight, bias))[:, 0]
 
 
 def _flatten_like_caffe(x: torch.Tensor) -> torch.Tensor:
@@ -62,7 +93,7 @@ class PNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.pool1(self.prelu1(self.conv1(x)))
         x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
-        prob = torch.softmax(self.conv4_1(x), dim=1)[:, 1]
+        prob = face_probability(self.conv4_1, x)
         return self.conv4_2(x), prob
 
 
@@ -90,7 +121,7 @@ class RNet(nn.Module):
         x = self.pool2(self.prelu2(self.conv2(x)))
         x = self.prelu3(self.conv3(x))
         x = self.prelu4(self.dense4(_flatten_like_caffe(x)))
-        prob = torch.softmax(self.dense5_1(x), dim=1)[:, 1]
+        prob = face_probability(self.dense5_1, x)
         return self.dense5_2(x), prob
 
 
@@ -123,5 +154,5 @@ class ONet(nn.Module):
         x = self.pool3(self.prelu3(self.conv3(x)))
         x = self.prelu4(self.conv4(x))
         x = self.prelu5(self.dense5(_flatten_like_caffe(x)))
-        prob = torch.softmax(self.dense6_1(x), dim=1)[:, 1]
+        prob = face_probability(self.dense6_1, x)
         return self.dense6_2(x), prob, self.dense6_3(x)

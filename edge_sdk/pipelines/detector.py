@@ -4,10 +4,12 @@ The algorithm is plain numpy/OpenCV around three Sessions, so the ONNX Runtime g
 and the PyTorch reference run through exactly the same pre- and post-processing; only
 the networks differ. Boxes are (x1, y1, x2, y2) in pixels of the input image.
 
-Where the time goes (512x512 astronaut, ORT CPU, 2 cores): the three nets are ~75% of
-detection, and about half of each net's time is ONNX Runtime's PRelu kernel, which is
-single-threaded and ~4x slower than an equivalent Relu/Min/Mul/Add chain (a graph
-matter, outside this module). What this module does and does not do, as measured:
+Where the time goes (512x512 astronaut, ORT CPU, 2 cores, ``benchmarks/face.py``): P-Net
+~50% of detection, R-Net ~30% (a third of it cropping 137 candidates), the pyramid ~13%.
+The nets' graphs are exported in forms that keep ORT in its blocked conv layout (see
+:mod:`edge_sdk.models.mtcnn`); what is left in P-Net is mostly the convolutions and the
+per-channel PReLU passes over the 306x306 first level. What this module does and does
+not do, as measured:
 
 * ``parallel`` (default): the ten pyramid resizes (each reads the whole float image, so
   they cost alike; 6.3 ms one after another on an idle machine) are dealt to the calling
