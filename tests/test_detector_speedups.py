@@ -108,6 +108,19 @@ def test_parallel_pyramid_is_bit_identical(astronaut) -> None:
         assert np.array_equal(a, b)
 
 
+def test_parallel_crops_are_bit_identical(astronaut) -> None:
+    """Boxes inside, across and wholly outside the image, and degenerate ones."""
+    rng = np.random.default_rng(3)
+    corner = rng.uniform(-60, 500, (301, 2))
+    side = rng.uniform(0.5, 220, (301, 1))
+    boxes = np.concatenate([corner, corner + side], axis=1)
+    pixels = astronaut.astype(np.float32)
+    serial = det.crop_resize(pixels, boxes, 24, parallel=False)
+    parallel = det.crop_resize(pixels, boxes, 24, parallel=True)
+    assert np.array_equal(serial, parallel)
+    assert (serial.reshape(301, -1).max(axis=1) > 0).mean() > 0.5  # most crops were filled
+
+
 @pytest.mark.parametrize("packed", [False, True], ids=["parallel", "parallel+packed"])
 def test_fast_cascade_finds_the_same_faces_as_the_plain_one(pipeline, astronaut, packed) -> None:
     default = pipeline.detector

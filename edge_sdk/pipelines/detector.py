@@ -184,20 +184,39 @@ def regress(boxes: np.ndarray, offsets: np.ndarray, inclusive: bool) -> np.ndarr
     return boxes[:, :4] + offsets * np.concatenate([w, h, w, h], axis=1)
 
 
-def crop_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+def crop_resize(
+    image: np.ndarray, boxes: np.ndarray, size: int, parallel: bool = False
+) -> np.ndarray:
     """Crops (zero-padded where a box leaves the image) resized to size x size, RGB float.
 
     ``image`` may be uint8 or already float32 (the detector passes one float copy to both
     refinement stages, so no window is converted twice). A box inside the image is
     resized straight from its window; only boxes that leave the image pay for a
-    zero-padded patch.
+    zero-padded patch. With ``parallel`` the boxes are dealt to the calling thread and
+    the pool (each crop is written to its own row, so the result is the same).
     """
-    height, width = image.shape[:2]
     if image.dtype != np.float32:
         image = image.astype(np.float32)
     crops = np.zeros((boxes.shape[0], size, size, 3), dtype=np.float32)
     corners = np.trunc(boxes[:, :4]).astype(np.int64).tolist()
-    for i, (x1, y1, x2, y2) in enumerate(corners):
+    k = min(shares(parallel), len(corners)) or 1
+    rows = list(range(len(corners)))
+    fan_out(
+        lambda part: _crop_rows(image, corners, part, crops),
+        [rows[i::k] for i in range(k)],
+        parallel,
+    )
+    return crops
+
+
+def _crop_rows(
+    image: np.ndarray, corners: list[list[int]], rows: list[int], crops: np.ndarray
+) -> None:
+    """Fill ``crops[i]`` for each row ``i`` from its integer box corners."""
+    height, width = image.shape[:2]
+    size = crops.shape[1]
+    for i in rows:
+        x1, y1, x2, y2 = corners[i]
         bw, bh = x2 - x1 + 1, y2 - y1 + 1
         if bw < 2 or bh < 2:
             continue
@@ -211,7 +230,6 @@ def crop_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
             patch[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = window
             window = patch
         cv2.resize(window, (size, size), dst=crops[i], interpolation=cv2.INTER_AREA)
-    return crops
 
 
 def pyramid_scales(height: int, width: int, config: DetectorConfig) -> list[float]:
@@ -451,7 +469,7 @@ class MTCNNDetector:
 
     def _refine(self, pixels: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Stage 2: R-Net rescoring and regression of 24x24 crops."""
-        out = self._run_batched(self.rnet, crop_resize(pixels, boxes, 24))
+        out = self._run_batched(self.rnet, crop_resize(pixels, boxes, 24, self.config.parallel))
         keep = out["prob"] > self.config.thresholds[1]
         boxes, prob, offsets = boxes[keep], out["prob"][keep], out["offsets"][keep]
         order = nms(boxes, prob, 0.7)
@@ -460,7 +478,7 @@ class MTCNNDetector:
 
     def _finish(self, pixels: np.ndarray, boxes: np.ndarray) -> Detections:
         """Stage 3: O-Net scores, final boxes and five landmarks on 48x48 crops."""
-        out = self._run_batched(self.onet, crop_resize(pixels, boxes, 48))
+        out = self._run_batched(self.onet, crop_resize(pixels, boxes, 48, self.config.parallel))
         keep = out["prob"] > self.config.thresholds[2]
         boxes, prob = boxes[keep], out["prob"][keep]
         marks, offsets = out["landmarks"][keep], out["offsets"][keep]
