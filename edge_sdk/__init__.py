@@ -4,31 +4,72 @@
 bundle on the best backend this device offers.
 """
 
+from typing import Any
+
 from edge_sdk.errors import (
     BackendError,
     BundleError,
+    CalibrationError,
     DeviceError,
     EdgeSDKError,
     ExportError,
     InputError,
     ManifestError,
+    QueueFullError,
+    SidecarError,
+    SidecarProtocolError,
+    SidecarTimeoutError,
+    SidecarUnavailableError,
     WeightsError,
 )
 
 __version__ = "0.1.0"
 
+# Result and input types, imported on first use: ``import edge_sdk`` stays light (the
+# pipelines pull in OpenCV and ONNX Runtime).
+_LAZY = {
+    "Recognizer": "edge_sdk.api",
+    "Prediction": "edge_sdk.api",
+    "Face": "edge_sdk.pipelines.face",
+    "FacePrediction": "edge_sdk.pipelines.face",
+    "SceneInput": "edge_sdk.pipelines.scene",
+    "ScenePrediction": "edge_sdk.pipelines.scene",
+    "AudioPrediction": "edge_sdk.pipelines.audio_video",
+    "VideoPrediction": "edge_sdk.pipelines.video",
+    "Utterance": "edge_sdk.pipelines.dialog",
+    "DialogPrediction": "edge_sdk.pipelines.dialog",
+}
+
 __all__ = [
     "BackendError",
     "BundleError",
+    "CalibrationError",
     "DeviceError",
     "EdgeSDKError",
     "ExportError",
     "InputError",
     "ManifestError",
+    "QueueFullError",
+    "SidecarError",
+    "SidecarProtocolError",
+    "SidecarTimeoutError",
+    "SidecarUnavailableError",
     "WeightsError",
     "__version__",
     "load",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The public result/input types of :data:`_LAZY`, imported when first asked for."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'edge_sdk' has no attribute {name!r}")
 
 
 def load(*args, **kwargs):

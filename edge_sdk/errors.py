@@ -56,5 +56,9 @@ class SidecarProtocolError(SidecarError):
     """A sidecar message is malformed, oversized or of an unsupported protocol version."""
 
 
+class QueueFullError(EdgeSDKError):
+    """Every worker of a Recognizer is busy and its waiting queue is full (after the timeout)."""
+
+
 class CalibrationError(EdgeSDKError):
     """INT8 calibration cannot proceed (too little data) or its result failed the gate."""

@@ -242,3 +242,21 @@ def test_batches_beyond_a_graph_profile_are_chunked(bundles, device) -> None:
     parts = np.concatenate([head.infer(crops[i : i + 7])["logits"] for i in range(0, 70, 7)])
     assert whole.shape == (70, 7)
     np.testing.assert_allclose(whole, parts, atol=1e-5)
+
+
+def test_public_names_resolve_and_import_stays_light() -> None:
+    """Every name in ``edge_sdk.__all__`` exists; the bare import loads no runtime."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, edge_sdk\n"
+        "heavy = sorted(m for m in ('cv2', 'onnxruntime', 'torch') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "missing = [n for n in edge_sdk.__all__ if not hasattr(edge_sdk, n)]\n"
+        "assert not missing, missing\n"
+        "assert issubclass(edge_sdk.QueueFullError, edge_sdk.EdgeSDKError)\n"
+        "assert edge_sdk.Recognizer.__module__ == 'edge_sdk.api'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -15,13 +15,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from edge_sdk.errors import EdgeSDKError
+from edge_sdk.errors import QueueFullError
+
+__all__ = ["BoundedExecutor", "QueueFullError"]
 
 T = TypeVar("T")
-
-
-class QueueFullError(EdgeSDKError):
-    """Every worker is busy and the waiting queue is full (raised after the timeout)."""
 
 
 class BoundedExecutor:
