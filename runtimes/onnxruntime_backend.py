@@ -39,7 +39,7 @@ class OrtSession:
         return dict(zip(self.outputs, values, strict=True))
 
 
-def _session_options(onnxruntime: Any) -> Any:
+def session_options(onnxruntime: Any) -> Any:
     """Options for small vision graphs called between numpy/OpenCV steps, measured on 2 cores.
 
     * Threads: ``EDGE_SDK_THREADS`` or ORT's default (one per physical core).
@@ -91,7 +91,7 @@ class OrtBackend:
     def open(self, bundle: ModelBundle, graph: GraphSpec, artifact: Artifact) -> OrtSession:
         import onnxruntime
 
-        options = _session_options(onnxruntime)
+        options = session_options(onnxruntime)
         try:
             session = onnxruntime.InferenceSession(
                 bundle.read_artifact(artifact), options, providers=[self.provider]
