@@ -20,6 +20,7 @@ from calibration.feeds import Feed, FeedSet, collect_feeds
 from calibration.gate import GateThresholds, OutputFigures, compare_runs
 from calibration.policy import METHODS, FamilyPolicy, policy_for
 from calibration.quantize import quantize_graph
+from calibration.rewrites import prepare_for_int8
 from edge_sdk.bundle import BundleWriter, ModelBundle
 from edge_sdk.device import DeviceInfo, DeviceProbe
 from edge_sdk.errors import CalibrationError
@@ -64,9 +65,11 @@ class GraphCalibration:
     holdout_samples: int
     trials: tuple[MethodTrial, ...]
     chosen: MethodTrial
+    transforms: tuple[str, ...] = ()  # exact FP32 rewrites applied before quantising
+    quantized_outputs: bool = True
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "method": self.chosen.method,
             "calibration_samples": self.calibration_samples,
             "holdout_samples": self.holdout_samples,
@@ -74,6 +77,12 @@ class GraphCalibration:
             "outputs": {f.output: f.to_dict() for f in self.chosen.figures},
             "tried": {t.method: t.passed for t in self.trials},
         }
+        # Only when used, so records of plain calibrations read as before.
+        if self.transforms:
+            data["transforms"] = list(self.transforms)
+        if not self.quantized_outputs:
+            data["quantized_outputs"] = False
+        return data
 
 
 @dataclass(frozen=True)
@@ -171,15 +180,27 @@ def calibrate_graph(
 ) -> tuple[GraphCalibration, tuple[bytes, bytes]]:
     """Quantise one graph with each method, gate each, keep the best.
 
+    With ``policy.center_activations`` the graph is first rewritten (exactly, in FP32; see
+    :mod:`calibration.rewrites`) from the calibration feeds; the gate still compares
+    against the original FP32 model.
+
     Returns the summary and the kept (INT8 model, range cache) bytes.
     """
     masks = policy.masks.get(graph, {})
     reference = _masked(_run_all(_ort_session(fp32_model), holdout), holdout, masks)
+    source, transforms = fp32_model, ()
+    if policy.center_activations:
+        source, transforms = prepare_for_int8(fp32_model, calib)
     trials: list[tuple[MethodTrial, bytes]] = []
     for method in methods:
         try:
             model, ranges = quantize_graph(
-                fp32_model, calib, method, policy.op_types, policy.exclude_nodes.get(graph, ())
+                source,
+                calib,
+                method,
+                policy.op_types,
+                policy.exclude_nodes.get(graph, ()),
+                quantize_outputs=policy.quantize_outputs,
             )
         except CalibrationError as exc:
             if len(methods) == 1:
@@ -194,7 +215,15 @@ def calibrate_graph(
     if not trials:
         raise CalibrationError(f"graph {graph!r}: no calibration method could compute ranges")
     best, model = min(trials, key=lambda pair: pair[0].badness)
-    summary = GraphCalibration(graph, len(calib), len(holdout), tuple(t for t, _ in trials), best)
+    summary = GraphCalibration(
+        graph,
+        len(calib),
+        len(holdout),
+        tuple(t for t, _ in trials),
+        best,
+        transforms,
+        policy.quantize_outputs,
+    )
     return summary, model
 
 

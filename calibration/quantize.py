@@ -114,6 +114,7 @@ def quantize_graph(
     method: str,
     op_types: tuple[str, ...],
     exclude: tuple[str, ...] = (),
+    quantize_outputs: bool = True,
 ) -> tuple[bytes, bytes]:
     """INT8 QDQ model from FP32 ONNX bytes, with activation ranges from ``feeds``.
 
@@ -124,6 +125,10 @@ def quantize_graph(
         op_types: op types whose inputs are quantised; all others stay FP32.
         exclude: ``fnmatch`` patterns of node names that stay FP32 although their op type
             is quantised (the family policy's ``exclude_nodes``).
+        quantize_outputs: False puts no QuantizeLinear/DequantizeLinear on the outputs of
+            the quantised ops (ORT's ``OpTypesToExcludeOutputQuantization``), only on their
+            inputs: the placement TensorRT recommends, and needed where an op's output is
+            a graph output (INT8 logits) or feeds a normalisation (measured: face-expclip).
 
     Returns:
         (INT8 model bytes, the range cache as JSON bytes) — the cache travels in the bundle
@@ -154,7 +159,11 @@ def quantize_graph(
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=_method(method),
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            extra_options={
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "OpTypesToExcludeOutputQuantization": [] if quantize_outputs else list(op_types),
+            },
             calibration_cache_path=str(cache),
         )
         return target.read_bytes(), cache.read_bytes()

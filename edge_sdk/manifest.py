@@ -136,7 +136,9 @@ class Calibration:
         holdout_count: samples kept out of calibration for the accuracy gate.
         seed: sampling seed, so the selection can be repeated.
         source: what the data was (``images:DIR``, ``synthetic``, ``npz:FILE``).
-        graphs: per quantised graph: method, quantised op types, gate figures, passed.
+        graphs: per quantised graph: method, quantised op types, gate figures, passed;
+            ``transforms`` (exact FP32 rewrites applied before quantising) and
+            ``quantized_outputs: false`` only where used, so older records read the same.
         thresholds: the gate's thresholds.
         passed: whether every graph passed the gate.
         forced: True when a failing calibration was kept with ``--force``.

@@ -151,6 +151,7 @@ def test_int8_passes_the_gate(calibrated: tuple[Path, Any]) -> None:
     assert result.passed and result.record.passed and not result.record.forced
     policy = policy_for(result.bundle.manifest)
     quantised = {g.name for g in result.bundle.manifest.graphs} - set(policy.skip_graphs)
+    assert quantised, "every recipe family has at least one INT8 graph"
     assert {g.graph for g in result.graphs} == quantised
     for graph in result.graphs:
         assert graph.holdout_samples > 0 and graph.calibration_samples >= 8
@@ -160,6 +161,10 @@ def test_int8_passes_the_gate(calibrated: tuple[Path, Any]) -> None:
                 assert figures.agreement >= 0.99, (graph.graph, figures)
     assert result.record.method == policy.method
     assert result.record.thresholds["tie_margin"] == policy.tie_margin
+    for graph in result.graphs:  # rewrites and input-only QDQ are recorded where used
+        recorded = result.record.graphs[graph.graph]
+        assert bool(recorded.get("transforms")) == policy.center_activations, graph.graph
+        assert recorded.get("quantized_outputs", True) == policy.quantize_outputs
 
 
 def test_int8_bundle_reloads_and_is_selected(
@@ -184,6 +189,8 @@ def test_int8_bundle_reloads_and_is_selected(
         assert set(outputs) == {t.name for t in bundle.manifest.graph(graph.graph).outputs}
         assert all(np.isfinite(v).all() for v in outputs.values())
         _assert_excluded_nodes_stay_fp32(bundle, graph.graph)
+        recorded = bundle.manifest.calibration.graphs[graph.graph]
+        assert recorded.get("transforms", []) == list(graph.transforms)
     for graph in policy_for(bundle.manifest).skip_graphs:  # kept FP32: int8 is refused
         candidates = rank_candidates(bundle.manifest, graph, device, precision="int8")
         assert not any(c.usable for c in candidates)
