@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.cpu_int8 import CpuTrial, decide, median_latencies, timing_session
 from calibration.feeds import Feed, FeedSet, collect_feeds
 from calibration.gate import GateThresholds, OutputFigures, compare_runs
 from calibration.policy import METHODS, FamilyPolicy, policy_for
@@ -24,7 +25,7 @@ from calibration.rewrites import prepare_for_int8
 from edge_sdk.bundle import BundleWriter, ModelBundle
 from edge_sdk.device import DeviceInfo, DeviceProbe
 from edge_sdk.errors import CalibrationError
-from edge_sdk.manifest import Artifact, Calibration
+from edge_sdk.manifest import CPU_INT8_TARGET, Artifact, Calibration
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class GraphCalibration:
     chosen: MethodTrial
     transforms: tuple[str, ...] = ()  # exact FP32 rewrites applied before quantising
     quantized_outputs: bool = True
+    cpu: CpuTrial | None = None  # the CPU INT8 form (calibration.cpu_int8), when tried
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -82,6 +84,8 @@ class GraphCalibration:
             data["transforms"] = list(self.transforms)
         if not self.quantized_outputs:
             data["quantized_outputs"] = False
+        if self.cpu is not None:
+            data["cpu"] = self.cpu.to_dict()
         return data
 
 
@@ -177,14 +181,18 @@ def calibrate_graph(
     methods: tuple[str, ...],
     policy: FamilyPolicy,
     thresholds: GateThresholds,
-) -> tuple[GraphCalibration, tuple[bytes, bytes]]:
+    cpu_int8: str = "auto",
+) -> tuple[GraphCalibration, tuple[bytes, bytes, bytes | None]]:
     """Quantise one graph with each method, gate each, keep the best.
+
+    Then, unless ``cpu_int8`` is ``never``, the CPU form with the kept method is gated and
+    timed against FP32 (:mod:`calibration.cpu_int8`); it never fails the calibration.
 
     With ``policy.center_activations`` the graph is first rewritten (exactly, in FP32; see
     :mod:`calibration.rewrites`) from the calibration feeds; the gate still compares
     against the original FP32 model.
 
-    Returns the summary and the kept (INT8 model, range cache) bytes.
+    Returns the summary and the kept (INT8 model, range cache, CPU form or None) bytes.
     """
     masks = policy.masks.get(graph, {})
     reference = _masked(_run_all(_ort_session(fp32_model), holdout), holdout, masks)
@@ -215,6 +223,12 @@ def calibrate_graph(
     if not trials:
         raise CalibrationError(f"graph {graph!r}: no calibration method could compute ranges")
     best, model = min(trials, key=lambda pair: pair[0].badness)
+    cpu_trial, cpu_model = None, None
+    if cpu_int8 != "never":
+        cpu_trial, cpu_model = _cpu_form(
+            graph, source, fp32_model, calib, holdout, reference, best.method, policy,
+            thresholds, cpu_int8,
+        )
     summary = GraphCalibration(
         graph,
         len(calib),
@@ -223,8 +237,41 @@ def calibrate_graph(
         best,
         transforms,
         policy.quantize_outputs,
+        cpu_trial,
     )
-    return summary, model
+    return summary, (*model, cpu_model)
+
+
+def _cpu_form(
+    graph: str,
+    source: bytes,
+    fp32_model: bytes,
+    calib: list[Feed],
+    holdout: list[Feed],
+    reference: list[dict[str, np.ndarray]],
+    method: str,
+    policy: FamilyPolicy,
+    thresholds: GateThresholds,
+    mode: str,
+) -> tuple[CpuTrial | None, bytes | None]:
+    """The CPU INT8 form of one graph: quantised, gated like the TensorRT form, timed."""
+    masks = policy.masks.get(graph, {})
+    try:
+        model, _ = quantize_graph(
+            source, calib, method, (), policy.exclude_nodes.get(graph, ()), form="cpu"
+        )
+    except CalibrationError as exc:
+        log.warning("graph %r: CPU INT8 form not made: %s", graph, exc)
+        return None, None
+    outputs = _masked(_run_all(_ort_session(model), holdout), holdout, masks)
+    figures = compare_runs(reference, outputs, policy.kinds[graph], thresholds, policy.tie_margin)
+    passed = all(f.passed for f in figures)
+    fp32_ms, int8_ms = median_latencies(
+        [timing_session(fp32_model), timing_session(model)], holdout
+    )
+    kept, reason = decide(passed, fp32_ms / int8_ms if int8_ms > 0 else 0.0, mode)
+    log.info("graph %r: CPU INT8 form %s (%s)", graph, "kept" if kept else "not kept", reason)
+    return CpuTrial(tuple(figures), fp32_ms, int8_ms, kept, reason), model if kept else None
 
 
 def calibrate_bundle(
@@ -239,6 +286,7 @@ def calibrate_bundle(
     thresholds: GateThresholds | None = None,
     force: bool = False,
     device: DeviceInfo | None = None,
+    cpu_int8: str = "auto",
 ) -> CalibrationResult:
     """Add INT8 artifacts for every graph the family policy quantises; see module doc.
 
@@ -254,6 +302,9 @@ def calibrate_bundle(
         thresholds: gate thresholds; defaults as in :class:`GateThresholds`.
         force: write the INT8 artifacts even when the gate fails (recorded as forced).
         device: probed device (only used to open the FP32 pipeline that records feeds).
+        cpu_int8: the CPU INT8 form per graph (:mod:`calibration.cpu_int8`): ``auto``
+            keeps it where it passes the gate and is measured faster than FP32 here,
+            ``always`` where it passes, ``never`` does not make it.
 
     Raises:
         CalibrationError: too few samples for a graph.
@@ -269,7 +320,7 @@ def calibrate_bundle(
     if holdout_data is not None:
         gate_set = collect_feeds(bundle, device, holdout_data, None, seed + 1)
     results: list[GraphCalibration] = []
-    models: dict[str, tuple[bytes, bytes]] = {}
+    models: dict[str, tuple[bytes, bytes, bytes | None]] = {}
     for spec in bundle.manifest.graphs:
         if spec.name in policy.skip_graphs:
             continue
@@ -283,7 +334,14 @@ def calibrate_bundle(
             raise CalibrationError(f"graph {spec.name!r}: no held-out samples for the gate")
         fp32 = _fp32_artifact(bundle, spec.name)
         summary, model = calibrate_graph(
-            spec.name, bundle.read_artifact(fp32), calib, held, methods, policy, thresholds
+            spec.name,
+            bundle.read_artifact(fp32),
+            calib,
+            held,
+            methods,
+            policy,
+            thresholds,
+            cpu_int8,
         )
         results.append(summary)
         models[spec.name] = model
@@ -313,13 +371,15 @@ def _fp32_artifact(bundle: ModelBundle, graph: str) -> Artifact:
 
 
 def _write(
-    bundle: ModelBundle, models: dict[str, tuple[bytes, bytes]], record: Calibration
+    bundle: ModelBundle,
+    models: dict[str, tuple[bytes, bytes, bytes | None]],
+    record: Calibration,
 ) -> ModelBundle:
     import onnxruntime
 
     writer = BundleWriter.extending(bundle)
     built_with = {"onnxruntime": onnxruntime.__version__, "quant_format": "QDQ"}
-    for graph, (model, ranges) in models.items():
+    for graph, (model, ranges, cpu_model) in models.items():
         writer.add(
             f"{graph}.int8.onnx",
             model,
@@ -336,6 +396,18 @@ def _write(
             precision="int8",
             built_with=built_with,
         )
+        if cpu_model is None:  # not kept this time: no earlier calibration's form survives
+            writer.discard(f"{graph}.int8-cpu.onnx")
+        else:
+            writer.add(
+                f"{graph}.int8-cpu.onnx",
+                cpu_model,
+                format="onnx",
+                graph=graph,
+                precision="int8",
+                target=CPU_INT8_TARGET,
+                built_with={**built_with, "quant_format": "QDQ U8S8"},
+            )
     return writer.finish(replace(bundle.manifest, calibration=record))
 
 

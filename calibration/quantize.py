@@ -1,9 +1,16 @@
 """ONNX Runtime static quantisation of one graph to QDQ INT8.
 
 The QDQ form (QuantizeLinear/DequantizeLinear pairs around FP32 ops) is what both ONNX
-Runtime and TensorRT's explicit quantisation read, so the same file serves the CPU INT8
-path and ``edge-sdk build --precision int8``. Weights are per-channel, activations and
-weights symmetric INT8 (zero point 0), which TensorRT requires.
+Runtime and TensorRT's explicit quantisation read. Two forms are written (``FORMS``):
+
+* ``tensorrt``: weights per-channel, activations and weights symmetric INT8 (zero point
+  0), which TensorRT requires, on the family policy's op types only. It is what
+  ``edge-sdk build --precision int8`` reads; ONNX Runtime's CPU kernels ran it slower than
+  FP32 for every family (measured, ``benchmarks/int8.py``): S8 activations and QDQ pairs
+  that fuse into no integer kernel.
+* ``cpu``: unsigned INT8 activations with zero points, signed per-channel weights (U8S8,
+  the form x86 and Arm integer kernels take), on every op ONNX Runtime can quantise so
+  the integer chain is not broken between ops. Only ONNX Runtime reads it.
 """
 
 from __future__ import annotations
@@ -67,7 +74,7 @@ def compute_ranges(
 
     calibrator = create_calibrator(
         model_path,
-        list(op_types),
+        list(op_types) or None,  # None: every tensor (the ``cpu`` form quantises all ops)
         augmented_model_path=str(cache.parent / "augmented.onnx"),
         calibrate_method=_method(method),
         extra_options=dict(CALIBRATOR_OPTIONS[method]),
@@ -108,6 +115,9 @@ def excluded_nodes(onnx_bytes: bytes, patterns: tuple[str, ...]) -> list[str]:
     return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
 
 
+FORMS = ("tensorrt", "cpu")
+
+
 def quantize_graph(
     onnx_bytes: bytes,
     feeds: list[Feed],
@@ -115,6 +125,7 @@ def quantize_graph(
     op_types: tuple[str, ...],
     exclude: tuple[str, ...] = (),
     quantize_outputs: bool = True,
+    form: str = "tensorrt",
 ) -> tuple[bytes, bytes]:
     """INT8 QDQ model from FP32 ONNX bytes, with activation ranges from ``feeds``.
 
@@ -122,13 +133,15 @@ def quantize_graph(
         onnx_bytes: the FP32 model (the bundle's hash-checked artifact).
         feeds: calibration feeds (one sample each); ranges come from these only.
         method: ``minmax``, ``entropy`` (KL, 2048 bins) or ``percentile`` (99.999th).
-        op_types: op types whose inputs are quantised; all others stay FP32.
+        op_types: op types whose inputs are quantised; all others stay FP32. Empty: every
+            op type ONNX Runtime can quantise.
         exclude: ``fnmatch`` patterns of node names that stay FP32 although their op type
             is quantised (the family policy's ``exclude_nodes``).
         quantize_outputs: False puts no QuantizeLinear/DequantizeLinear on the outputs of
             the quantised ops (ORT's ``OpTypesToExcludeOutputQuantization``), only on their
             inputs: the placement TensorRT recommends, and needed where an op's output is
             a graph output (INT8 logits) or feeds a normalisation (measured: face-expclip).
+        form: ``tensorrt`` (symmetric S8S8) or ``cpu`` (U8S8); see the module docstring.
 
     Returns:
         (INT8 model bytes, the range cache as JSON bytes) — the cache travels in the bundle
@@ -136,6 +149,8 @@ def quantize_graph(
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
+    if form not in FORMS:
+        raise EdgeSDKError(f"unknown INT8 form {form!r}; expected one of {FORMS}")
     if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
         raise EdgeSDKError("INT8 calibration needs onnxruntime >= 1.24 (range caches)")
     # ORT prints progress and advises a pre-processing pass through the root logger; our
@@ -148,19 +163,20 @@ def quantize_graph(
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         source.write_bytes(onnx_bytes)
         cache = compute_ranges(source, feeds, method, op_types, Path(tmp) / "ranges.json")
+        symmetric = form == "tensorrt"
         quantize_static(
             str(source),
             str(target),
             None,
             quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(op_types),
+            op_types_to_quantize=list(op_types) or None,
             nodes_to_exclude=excluded_nodes(onnx_bytes, exclude),
             per_channel=True,
-            activation_type=QuantType.QInt8,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=_method(method),
             extra_options={
-                "ActivationSymmetric": True,
+                "ActivationSymmetric": symmetric,
                 "WeightSymmetric": True,
                 "OpTypesToExcludeOutputQuantization": [] if quantize_outputs else list(op_types),
             },

@@ -111,6 +111,7 @@ class BundleWriter:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._artifacts: list[Artifact] = []
+        self._discarded: list[str] = []
 
     @classmethod
     def extending(cls, bundle: ModelBundle) -> BundleWriter:
@@ -146,6 +147,14 @@ class BundleWriter:
         self._artifacts = [a for a in self._artifacts if a.path != relative] + [artifact]
         return artifact
 
+    def discard(self, relative: str) -> None:
+        """Drop ``relative`` from the bundle if it is there (a stale artifact of an earlier
+        calibration). The record goes at once; the file only after the manifest no longer
+        names it, so an interrupted writer never leaves a manifest pointing at nothing."""
+        if any(a.path == relative for a in self._artifacts):
+            self._artifacts = [a for a in self._artifacts if a.path != relative]
+            self._discarded.append(relative)
+
     def finish(self, manifest: Manifest) -> ModelBundle:
         """Write ``manifest`` (with the collected artifacts) and return the verified bundle."""
         final = replace(manifest, artifacts=tuple(self._artifacts))
@@ -153,4 +162,6 @@ class BundleWriter:
         staging = self.root / f".{MANIFEST_NAME}.tmp"
         staging.write_text(final.to_json(), encoding="utf-8")
         os.replace(staging, self.root / MANIFEST_NAME)
+        for relative in self._discarded:
+            self.root.joinpath(*check_relative(relative).parts).unlink(missing_ok=True)
         return ModelBundle.load(self.root)

@@ -57,6 +57,12 @@ def calibrate(
     max_ccc_delta: Annotated[float, typer.Option(help="Gate: 1 - CCC(FP32, INT8).")] = 0.02,
     min_cosine: Annotated[float, typer.Option(help="Gate: embedding cosine.")] = 0.98,
     force: Annotated[bool, typer.Option(help="Keep INT8 models that fail the gate.")] = False,
+    cpu_int8: Annotated[
+        str,
+        typer.Option(
+            help="CPU INT8 form: auto (kept where it passes and runs faster here), always, never."
+        ),
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
 ) -> None:
     """Quantise a bundle to INT8 (QDQ) with ONNX Runtime and gate it against FP32."""
@@ -76,6 +82,7 @@ def calibrate(
                 holdout_data=holdout_data,
                 thresholds=thresholds,
                 force=force,
+                cpu_int8=cpu_int8,
             )
     except GateFailedError as exc:
         console.print(_gate_table(exc.result))
@@ -86,6 +93,13 @@ def calibrate(
         console.print_json(json.dumps(result.record.__dict__, default=str))
         return
     console.print(_gate_table(result))
+    for graph in result.graphs:
+        if graph.cpu is not None:
+            console.print(
+                f"{graph.graph}: CPU INT8 form {'kept' if graph.cpu.kept else 'not kept'} "
+                f"({graph.cpu.reason}; FP32 {graph.cpu.fp32_ms:.2f} ms, "
+                f"INT8 {graph.cpu.int8_ms:.2f} ms)"
+            )
     state = "[yellow]forced[/]" if result.record.forced else "[green]passed[/]"
     console.print(f"INT8 artifacts written to {bundle} ({state})")
 

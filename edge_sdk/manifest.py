@@ -20,6 +20,9 @@ ARTIFACT_FORMATS = frozenset(
     {"onnx", "safetensors", "tensorrt", "calibration-cache", "timing-cache", "json"}
 )
 PRECISIONS = frozenset({"fp32", "fp16", "int8"})
+# ``Artifact.target`` of the U8S8 INT8 ONNX made for ONNX Runtime's CPU kernels
+# (calibration.cpu_int8); GPU providers and TensorRT read the symmetric "any" form.
+CPU_INT8_TARGET = "cpu"
 DTYPES = frozenset({"float32", "float16", "int64", "int32", "uint8", "bool"})
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from edge_sdk.bundle import BundleWriter, ModelBundle
 from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import BackendError, ExportError
-from edge_sdk.manifest import Artifact, GraphSpec
+from edge_sdk.manifest import CPU_INT8_TARGET, Artifact, GraphSpec
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # Layer kinds whose FP16/INT8 versions lose accuracy (variance sums, exp, powers).
@@ -91,7 +91,11 @@ def source_artifact(bundle: ModelBundle, request: EngineRequest) -> Artifact:
     """The ONNX an engine is built from: the QDQ model for INT8, else the FP32 one."""
     wanted = "int8" if request.precision == "int8" and not request.legacy_calibrator else "fp32"
     for artifact in bundle.manifest.artifacts_for(request.graph):
-        if artifact.format == "onnx" and artifact.precision == wanted:
+        if (
+            artifact.format == "onnx"
+            and artifact.precision == wanted
+            and artifact.target != CPU_INT8_TARGET  # U8 activations: not TensorRT's form
+        ):
             return artifact
     hint = " (run `edge-sdk calibrate` first)" if wanted == "int8" else ""
     raise ExportError(f"bundle has no {wanted} ONNX for graph {request.graph!r}{hint}")

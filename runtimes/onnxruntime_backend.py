@@ -16,7 +16,7 @@ import numpy as np
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import BackendError
-from edge_sdk.manifest import Artifact, GraphSpec
+from edge_sdk.manifest import CPU_INT8_TARGET, Artifact, GraphSpec
 from runtimes.base import Support, check_feeds, register_backend
 
 
@@ -86,6 +86,10 @@ class OrtBackend:
             return Support(False, f"onnxruntime on this machine lacks {self.provider}")
         if self.needs_gpu and not device.gpus:
             return Support(False, f"{self.provider} needs an NVIDIA GPU; none was found")
+        if artifact.target == CPU_INT8_TARGET and self.needs_gpu:
+            return Support(False, "U8S8 INT8 made for CPU kernels; GPUs read the symmetric form")
+        if artifact.target == CPU_INT8_TARGET:
+            return Support(True, f"ONNX Runtime {self.provider}, INT8 ONNX for CPU kernels")
         return Support(True, f"ONNX Runtime {self.provider}, {artifact.precision} ONNX")
 
     def open(self, bundle: ModelBundle, graph: GraphSpec, artifact: Artifact) -> OrtSession:

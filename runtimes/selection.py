@@ -1,9 +1,11 @@
 """Selection policy: which backend runs a graph on this device, with the reason for each.
 
 Candidates are every (backend, artifact) pair for the graph, ordered by backend rank and
-then by precision preference (int8, fp16, fp32 on accelerators; fp32 before int8 on CPU,
-where ONNX Runtime ran our INT8 graphs slower). A requested backend or precision
-is a constraint, never a hint: when nothing satisfies it the call fails, it is not downgraded.
+then by precision preference: int8, fp16, fp32 on accelerators; on CPU the CPU INT8 form
+first (written only where calibration measured it faster than FP32 and it passed the
+gate, see calibration.cpu_int8), then fp32, then the TensorRT INT8 form (which ONNX
+Runtime's CPU kernels ran slower than FP32). A requested backend or precision is a
+constraint, never a hint: when nothing satisfies it the call fails, it is not downgraded.
 """
 
 from __future__ import annotations
@@ -14,15 +16,21 @@ from dataclasses import dataclass
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import BackendError
-from edge_sdk.manifest import Artifact, Manifest
+from edge_sdk.manifest import CPU_INT8_TARGET, Artifact, Manifest
 from runtimes.base import Backend, Session, all_backends, get_backend
 
 log = logging.getLogger(__name__)
 _PRECISION_ORDER = {"int8": 0, "fp16": 1, "fp32": 2}
-# ONNX Runtime's CPU kernels ran our QDQ INT8 graphs slower than FP32 for every family on
-# the machines measured (benchmarks/int8.py, benchmarks/compare.py), so on CPU backends
-# FP32 comes first and INT8 runs when asked for (precision="int8").
-_CPU_PRECISION_ORDER = {"fp32": 0, "int8": 1, "fp16": 2}
+_CPU_PRECISION_ORDER = {"fp32": 1, "int8": 2, "fp16": 3}
+
+
+def _preference(artifact: Artifact, on_gpu: bool) -> int:
+    """Lower is tried first: see the module docstring."""
+    if on_gpu:
+        return _PRECISION_ORDER.get(artifact.precision, 9)
+    if artifact.precision == "int8" and artifact.target == CPU_INT8_TARGET:
+        return 0
+    return _CPU_PRECISION_ORDER.get(artifact.precision, 9)
 
 
 @dataclass(frozen=True)
@@ -62,8 +70,8 @@ def rank_candidates(
                 usable, reason = False, f"precision {artifact.precision} != requested {precision}"
             if usable and backend is None and not b.automatic:
                 usable, reason = False, f"{reason}; reference only, request it by name"
-            order = _PRECISION_ORDER if getattr(b, "needs_gpu", True) else _CPU_PRECISION_ORDER
-            key = (0 if usable else 1, b.rank, order.get(artifact.precision, 9))
+            preference = _preference(artifact, getattr(b, "needs_gpu", True))
+            key = (0 if usable else 1, b.rank, preference)
             ranked.append((key, Candidate(b.name, artifact, usable, reason)))
     return [c for _, c in sorted(ranked, key=lambda item: item[0])]
 

@@ -167,6 +167,26 @@ def test_int8_passes_the_gate(calibrated: tuple[Path, Any]) -> None:
         assert recorded.get("quantized_outputs", True) == policy.quantize_outputs
 
 
+def test_cpu_form_is_kept_only_where_it_passes_and_pays(
+    calibrated: tuple[Path, Any], device: DeviceInfo
+) -> None:
+    """Default ``auto``: gated like the TensorRT form, timed against FP32, kept on both."""
+    from calibration.cpu_int8 import MIN_SPEEDUP
+
+    _, result = calibrated
+    manifest = result.bundle.manifest
+    for graph in result.graphs:
+        trial = graph.cpu
+        assert trial is not None and trial.fp32_ms > 0 and trial.int8_ms > 0, graph.graph
+        assert trial.kept == (trial.passed and trial.speedup >= MIN_SPEEDUP), graph.graph
+        assert manifest.calibration.graphs[graph.graph]["cpu"]["kept"] == trial.kept
+        cpu = [a for a in manifest.artifacts_for(graph.graph) if a.target == "cpu"]
+        assert len(cpu) == int(trial.kept)
+        first = next(c for c in rank_candidates(manifest, graph.graph, device) if c.usable)
+        expected = ("int8", "cpu") if trial.kept else ("fp32", "any")
+        assert (first.artifact.precision, first.artifact.target) == expected, graph.graph
+
+
 def test_int8_bundle_reloads_and_is_selected(
     calibrated: tuple[Path, Any], device: DeviceInfo
 ) -> None:
@@ -203,16 +223,19 @@ def _assert_excluded_nodes_stay_fp32(bundle: ModelBundle, graph: str) -> None:
     patterns = policy_for(bundle.manifest).exclude_nodes.get(graph, ())
     if not patterns:
         return
-    artifact = next(
+    forms = [
         a
         for a in bundle.manifest.artifacts_for(graph)
-        if a.precision == "int8" and a.format == "onnx"
-    )
-    nodes = onnx.load_from_string(bundle.read_artifact(artifact)).graph.node
-    dequantised = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
-    kept = [n for n in nodes if any(fnmatch.fnmatchcase(n.name, p) for p in patterns)]
-    assert kept and not any(set(n.input) & dequantised for n in kept)
-    assert any(set(n.input) & dequantised for n in nodes if n.op_type == "MatMul")
+        # The TensorRT form. (In the CPU form every op's output is quantised, so an excluded
+        # node computes in FP32 but may read an INT8-rounded tensor; the gate judges that.)
+        if a.precision == "int8" and a.format == "onnx" and a.target != "cpu"
+    ]
+    for artifact in forms:
+        nodes = onnx.load_from_string(bundle.read_artifact(artifact)).graph.node
+        dequantised = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
+        kept = [n for n in nodes if any(fnmatch.fnmatchcase(n.name, p) for p in patterns)]
+        assert kept and not any(set(n.input) & dequantised for n in kept), artifact.path
+        assert any(set(n.input) & dequantised for n in nodes if n.op_type == "MatMul")
 
 
 def _skip_if_nothing_quantised(trained: Trained) -> None:

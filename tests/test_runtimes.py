@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,7 +104,10 @@ def test_cpu_prefers_fp32_and_runs_int8_only_when_asked(face_bundle, tmp_path) -
     for graph, size in (("rnet", 24), ("onet", 48)):
         feeds[f"{graph}/image"] = rng.uniform(-1, 1, (40, 3, size, size)).astype(np.float32)
     np.savez(tmp_path / "feeds.npz", **feeds)
-    bundle = calibrate_bundle(root, str(tmp_path / "feeds.npz"), force=True).bundle
+    bundle = calibrate_bundle(
+        root, str(tmp_path / "feeds.npz"), force=True, cpu_int8="never"
+    ).bundle
+    assert not [a for a in bundle.manifest.artifacts if a.target == "cpu"]
     device = DeviceProbe().probe()
     first = next(c for c in rank_candidates(bundle.manifest, "classifier", device) if c.usable)
     assert (first.backend, first.artifact.precision) == ("ort-cpu", "fp32")
@@ -111,3 +115,54 @@ def test_cpu_prefers_fp32_and_runs_int8_only_when_asked(face_bundle, tmp_path) -
     assert session.precision == "int8"
     out = session.run({"image": feeds["classifier/image"][:2]})
     assert np.isfinite(next(iter(out.values()))).all()
+
+
+def _with_cpu_int8(face_bundle, tmp_path):
+    """A copy of the face bundle whose classifier also has a CPU-form INT8 artifact (the
+    FP32 bytes under that label: selection reads only the manifest)."""
+    import shutil
+
+    from edge_sdk.bundle import BundleWriter, ModelBundle
+
+    root = Path(shutil.copytree(face_bundle.root, tmp_path / "bundle"))
+    bundle = ModelBundle.load(root)
+    fp32 = next(a for a in bundle.manifest.artifacts_for("classifier") if a.format == "onnx")
+    writer = BundleWriter.extending(bundle)
+    writer.add(
+        "classifier.int8-cpu.onnx",
+        bundle.read_artifact(fp32),
+        format="onnx",
+        graph="classifier",
+        precision="int8",
+        target="cpu",
+    )
+    return writer.finish(bundle.manifest)
+
+
+def test_cpu_backends_try_the_cpu_int8_form_first(face_bundle, device, tmp_path) -> None:
+    bundle = _with_cpu_int8(face_bundle, tmp_path)
+    usable = [c for c in rank_candidates(bundle.manifest, "classifier", device) if c.usable]
+    assert (usable[0].backend, usable[0].artifact.path) == ("ort-cpu", "classifier.int8-cpu.onnx")
+    assert "CPU kernels" in usable[0].reason
+    assert usable[1].artifact.precision == "fp32"
+    fp32 = open_graph(bundle, "classifier", device, precision="fp32")
+    assert fp32.precision == "fp32"
+    assert open_graph(bundle, "pnet", device).precision == "fp32"  # no CPU form: FP32
+
+
+def test_gpu_providers_refuse_the_cpu_int8_form(face_bundle, tmp_path) -> None:
+    from runtimes.onnxruntime_backend import OrtBackend
+
+    bundle = _with_cpu_int8(face_bundle, tmp_path)
+    gpu_device = DeviceInfo(
+        cpu=CpuInfo("x86_64", 8, "Xeon", ("avx2",)),
+        gpus=(GpuInfo(0, "NVIDIA RTX A2000", (8, 6), None, "procfs"),),
+        ort_providers=("CPUExecutionProvider",),
+    )
+    # A GPU-kind backend on a provider this machine has, so only the artifact rule decides.
+    gpu_kind = OrtBackend("gpu-kind", 5, "CPUExecutionProvider", needs_gpu=True)
+    graph = bundle.manifest.graph("classifier")
+    by_path = {a.path: a for a in bundle.manifest.artifacts_for("classifier")}
+    refused = gpu_kind.supports(graph, by_path["classifier.int8-cpu.onnx"], gpu_device)
+    assert not refused.ok and "CPU kernels" in refused.reason
+    assert gpu_kind.supports(graph, by_path["classifier.onnx"], gpu_device).ok
