@@ -14,13 +14,16 @@ For every family and config:
 * face-fer7 (real weights): calibrated on variants of the example photo, held-out feeds
   recorded from other variants by the FP32 pipeline.
 
-Then, on the same held-out inputs (one sample per call, batch 1), every quantised graph is
-run by ONNX Runtime INT8 (QDQ), ONNX Runtime FP32 and the graph's PyTorch module in eager
-mode (rebuilt from the bundle's safetensors), calls interleaved so load from other processes
-spreads over all three. Reported: median ms per call, FP32/INT8 and torch/INT8 ratios (> 1:
-INT8 is faster), the gate's figures of INT8 against FP32 (agreement over decided samples
-with the undecided share, worst probability difference, worst cosine, CCC delta), and the
-accuracy against the generated labels for FP32, INT8 and torch where the data has labels.
+Calibration keeps every CPU INT8 form that passes the gate (``cpu_int8="always"``), so both
+forms are timed. Then, on the same held-out inputs (one sample per call, batch 1), every
+quantised graph is run by ONNX Runtime INT8 (the symmetric QDQ form TensorRT reads), the
+CPU INT8 form (U8S8, where kept; calibration.cpu_int8), ONNX Runtime FP32 and the graph's
+PyTorch module in eager mode (rebuilt from the bundle's safetensors), calls interleaved so
+load from other processes spreads over all of them. Reported: median ms per call,
+FP32/INT8 and torch/INT8 ratios (> 1: INT8 is faster), the gate's figures of each INT8
+form against FP32 (agreement over decided samples with the undecided share, worst
+probability difference, worst cosine, CCC delta), and the accuracy against the generated
+labels for FP32, INT8 and torch where the data has labels.
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ from calibration.policy import policy_for
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo, DeviceProbe
 from edge_sdk.errors import EdgeSDKError
+from edge_sdk.manifest import CPU_INT8_TARGET
 from edge_sdk.models.families import families, get_family
+from runtimes.base import get_backend
 from runtimes.selection import open_graph
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
@@ -168,7 +173,9 @@ def prepare_recipe(
     seconds["export"] = time.perf_counter() - start
     start = time.perf_counter()
     count = 400 if trained else 160
-    result = calibrate_bundle(out, "synthetic", count=count, seed=0, force=True, device=device)
+    result = calibrate_bundle(
+        out, "synthetic", count=count, seed=0, force=True, device=device, cpu_int8="always"
+    )
     seconds["calibrate"] = time.perf_counter() - start
     bundle = ModelBundle.load(out)
     held = _numpy(recipe.synthetic_batch(config, np.random.default_rng(100), samples))
@@ -210,7 +217,8 @@ def prepare_fer7(work: Path, samples: int, device: DeviceInfo) -> Prepared:
     held = photo_variants(EXAMPLE, work / "fer7-held", 40, seed=1)
     start = time.perf_counter()
     result = calibrate_bundle(
-        out, str(calib), holdout_data=str(held), seed=0, force=True, device=device
+        out, str(calib), holdout_data=str(held), seed=0, force=True, device=device,
+        cpu_int8="always",
     )
     seconds["calibrate"] = time.perf_counter() - start
     bundle = ModelBundle.load(out)
@@ -245,6 +253,19 @@ def run_interleaved(
     return times, outputs
 
 
+def _int8_sessions(bundle: ModelBundle, graph: str) -> dict[str, Any]:
+    """ORT CPU sessions of the graph's INT8 forms: ``int8`` (the symmetric TensorRT form)
+    and, where calibration kept one, ``int8 cpu`` (U8S8; calibration.cpu_int8)."""
+    backend = get_backend("ort-cpu")
+    spec = bundle.manifest.graph(graph)
+    sessions = {}
+    for artifact in bundle.manifest.artifacts_for(graph):
+        if artifact.format == "onnx" and artifact.precision == "int8":
+            name = "int8 cpu" if artifact.target == CPU_INT8_TARGET else "int8"
+            sessions[name] = backend.open(bundle, spec, artifact)
+    return sessions
+
+
 def measure(prepared: Prepared, device: DeviceInfo, repeats: int) -> list[dict[str, Any]]:
     """One row per quantised graph: latencies, ratios, gate figures and accuracies."""
     bundle = prepared.bundle
@@ -253,16 +274,24 @@ def measure(prepared: Prepared, device: DeviceInfo, repeats: int) -> list[dict[s
     for graph in prepared.gate:
         feeds = prepared.feeds[graph]
         sessions = {
-            "int8": open_graph(bundle, graph, device, backend="ort-cpu", precision="int8"),
+            **_int8_sessions(bundle, graph),
             "fp32": open_graph(bundle, graph, device, backend="ort-cpu", precision="fp32"),
             "torch": open_graph(bundle, graph, device, backend="torch"),
         }
         times, outputs = run_interleaved(sessions, feeds, repeats)
         masks = policy.masks.get(graph, {})
         kept = {name: _masked(runs, feeds, masks) for name, runs in outputs.items()}
-        figures = compare_runs(
-            kept["fp32"], kept["int8"], policy.kinds[graph], GateThresholds(), policy.tie_margin
-        )
+        figures = {
+            name: [
+                f.to_dict()
+                for f in compare_runs(
+                    kept["fp32"], kept[name], policy.kinds[graph], GateThresholds(),
+                    policy.tie_margin,
+                )
+            ]
+            for name in ("int8", "int8 cpu")
+            if name in kept
+        }
         torch_diff = max(
             float(np.max(np.abs(a[k] - b[k])))
             for a, b in zip(outputs["fp32"], outputs["torch"], strict=True)
@@ -275,18 +304,24 @@ def measure(prepared: Prepared, device: DeviceInfo, repeats: int) -> list[dict[s
             for name, runs in outputs.items()
         }
         medians = {name: float(np.median(t)) for name, t in times.items()}
+        record = bundle.manifest.calibration.graphs[graph]
         rows.append(
             {
                 "family": prepared.family,
                 "config": prepared.config,
                 "graph": graph,
                 "samples": len(feeds),
-                "method": bundle.manifest.calibration.graphs[graph]["method"],
+                "method": record["method"],
                 "gate_passed": prepared.gate[graph],
+                "cpu_form": record.get("cpu", {}).get("reason", "not tried"),
                 "median_ms": medians,
                 "fp32_over_int8": medians["fp32"] / medians["int8"],
                 "torch_over_int8": medians["torch"] / medians["int8"],
-                "figures": [f.to_dict() for f in figures],
+                "fp32_over_int8_cpu": (
+                    medians["fp32"] / medians["int8 cpu"] if "int8 cpu" in medians else None
+                ),
+                "figures": figures["int8"],
+                "figures_cpu": figures.get("int8 cpu"),
                 "torch_vs_fp32_max_abs": torch_diff,
                 "accuracy": accuracy,
                 "seconds": prepared.seconds,
@@ -314,10 +349,13 @@ def _figures_text(figures: list[dict[str, Any]]) -> tuple[str, str]:
 def _accuracy_text(accuracy: dict[str, float | None]) -> str:
     if accuracy.get("fp32") is None:
         return "-"
-    return (
+    text = (
         f"{accuracy['fp32']:.3f} → {accuracy['int8']:.3f} "
         f"(Δ {accuracy['int8'] - accuracy['fp32']:+.3f}; torch {accuracy['torch']:.3f})"
     )
+    if accuracy.get("int8 cpu") is not None:
+        text += f"; CPU INT8 {accuracy['int8 cpu']:.3f}"
+    return text
 
 
 def table(rows: list[dict[str, Any]], title: str) -> Table:
@@ -334,6 +372,8 @@ def table(rows: list[dict[str, Any]], title: str) -> Table:
         "agreement vs FP32",
         "worst diff vs FP32",
         "accuracy FP32 → INT8",
+        "CPU INT8 ms\n(FP32/CPU INT8)",
+        "CPU INT8 agreement / worst diff",
     ):
         out.add_column(column, overflow="fold")
     for row in rows:
@@ -351,8 +391,18 @@ def table(rows: list[dict[str, Any]], title: str) -> Table:
             agreement,
             other,
             _accuracy_text(row["accuracy"]),
+            *_cpu_form_text(row),
         )
     return out
+
+
+def _cpu_form_text(row: dict[str, Any]) -> tuple[str, str]:
+    """The CPU INT8 form's cells, or why calibration did not keep one."""
+    if row["figures_cpu"] is None:
+        return "-", row["cpu_form"]
+    agreement, other = _figures_text(row["figures_cpu"])
+    ms = row["median_ms"]["int8 cpu"]
+    return f"{ms:.3f}\n({row['fp32_over_int8_cpu']:.2f}x)", f"{agreement}\n{other}"
 
 
 def main() -> None:

@@ -261,6 +261,10 @@ def predict(
     read_timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds to wait for a stream's next frame.")
     ] = 5.0,
+    min_face: Annotated[
+        int | None,
+        typer.Option(help="Smallest face side in pixels (default 20); larger is faster."),
+    ] = None,
 ) -> None:
     """Predict emotions: faces in images, a scene, audio(+video), a dialog, or a stream."""
     from edge_sdk.api import load
@@ -279,7 +283,7 @@ def predict(
         if not (images or others or streaming):
             raise InputError("nothing to predict: give images, --scene, --audio, --video, "
                              "--camera or --dialog")
-        recognizer = load(bundle or None, backend=backend, precision=precision)
+        recognizer = load(bundle or None, backend=backend, precision=precision, min_face=min_face)
         if streaming:
             _stream(recognizer, camera if camera is not None else video, annotate,
                     max_frames, read_timeout)

@@ -260,3 +260,24 @@ def test_public_names_resolve_and_import_stays_light() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_min_face_trades_small_faces_for_speed(face_bundle, bundles, device) -> None:
+    """The astronaut's ~90 px face is still found with min_face 40 from fewer pyramid
+    levels; with min_face beyond the 512 px image there is nothing to look at."""
+    from edge_sdk.errors import InputError
+    from edge_sdk.pipelines.detector import pyramid_scales
+
+    with edge_sdk.load(face_bundle, device=device, min_face=40) as recognizer:
+        config = recognizer._detector.config
+        assert config.min_face == 40
+        default = dataclasses.replace(config, min_face=20)
+        assert len(pyramid_scales(512, 512, config)) < len(pyramid_scales(512, 512, default))
+        assert [f.label for f in recognizer.predict(ASTRONAUT).faces] == ["happy"]
+    with edge_sdk.load(face_bundle, device=device, min_face=600) as recognizer:
+        assert recognizer.predict(ASTRONAUT).faces == ()
+    for bad in (5, True, "40", 20.5):
+        with pytest.raises(InputError, match="min_face must be an integer"):
+            edge_sdk.load(face_bundle, device=device, min_face=bad)
+    with pytest.raises(InputError, match="detect no faces"):
+        Recognizer(bundles["av-fbp"], device, min_face=40)

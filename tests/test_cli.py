@@ -137,3 +137,13 @@ def test_export_unknown_family_and_bad_checkpoint(tmp_path: Path) -> None:
         app, ["export", "face-fer7", "--out", str(tmp_path / "y"), "--checkpoint", str(bad)]
     )
     assert result.exit_code == 2 and "expected .hdf5" in result.output
+
+
+def test_predict_min_face_option(face_bundle) -> None:
+    big = _invoke("predict", str(ASTRONAUT), "--bundle", str(face_bundle.root), "--json",
+                  "--min-face", "600")  # larger than the 512 px photo: no face
+    assert big.exit_code == 0, big.output
+    assert json.loads(big.output)["faces"] == []
+    bad = runner.invoke(app, ["predict", str(ASTRONAUT), "--bundle", str(face_bundle.root),
+                              "--min-face", "3"])
+    assert bad.exit_code != 0 and "min_face must be an integer" in bad.output
