@@ -106,3 +106,26 @@ def test_cpu_form_is_recorded_and_never_left_stale(face_bundle, tmp_path) -> Non
     assert not [a for a in again.bundle.manifest.artifacts if a.target == "cpu"]
     assert not list(root.glob("*.int8-cpu.onnx"))
     ModelBundle.load(root)  # every hash still matches
+
+
+def test_a_cpu_form_that_cannot_be_made_leaves_the_rest(face_bundle, tmp_path, monkeypatch,
+                                                       caplog) -> None:
+    """The CPU form is optional: a quantiser failure on it costs only the form itself."""
+    import calibration.ort_int8 as ort_int8
+
+    real = ort_int8.quantize_graph
+
+    def failing_cpu_form(*args, **kwargs):
+        if kwargs.get("form") == "cpu":
+            raise AttributeError("'NoneType' object has no attribute 'dims'")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ort_int8, "quantize_graph", failing_cpu_form)
+    root = Path(shutil.copytree(face_bundle.root, tmp_path / "bundle"))
+    result = calibrate_bundle(root, _npz(tmp_path), force=True, cpu_int8="always")
+    assert all(g.cpu is None for g in result.graphs)
+    assert all("cpu" not in record for record in result.record.graphs.values())
+    assert {a.path for a in result.bundle.manifest.artifacts if a.precision == "int8"} >= {
+        "classifier.int8.onnx"
+    }
+    assert "CPU INT8 form not made (AttributeError" in caplog.text
