@@ -9,8 +9,10 @@ Columns (all share the decode, pre- and post-processing code; only what is named
   resized on several cores (``DetectorConfig.parallel``).
 * ``torch``: the same pipeline with the nets run by our PyTorch modules in eager mode.
   ``torch/ort`` therefore isolates the runtime; pipeline speed-ups cancel out of it.
-* ``ort plain``: ONNX Runtime with the plain cascade (pyramid resized one level after
-  another).
+* ``ort plain``: the same ONNX Runtime sessions with the plain cascade: pyramid resized
+  one level after another and no net calls fanned out. The detector's sessions are opened
+  single-threaded (each call runs on its caller's thread, see
+  ``edge_sdk.pipelines.detector``), so this column shows what the fan-out adds.
 * ``ref``: the PyTorch eager reference: our PyTorch modules in eager mode, plain cascade
   (one P-Net call per level, as ever, and the pyramid resized level after level).
   This is the straightforward MTCNN + classifier pipeline in PyTorch that a deployment

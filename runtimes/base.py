@@ -56,7 +56,18 @@ class Backend(Protocol):
 
     def supports(self, graph: GraphSpec, artifact: Artifact, device: DeviceInfo) -> Support: ...
 
-    def open(self, bundle: ModelBundle, graph: GraphSpec, artifact: Artifact) -> Session: ...
+    def open(
+        self,
+        bundle: ModelBundle,
+        graph: GraphSpec,
+        artifact: Artifact,
+        *,
+        threads: int | None = None,
+    ) -> Session:
+        """Open ``artifact``. ``threads``: a hint for runtimes with a per-session CPU thread
+        pool (ONNX Runtime): 1 lets a caller that fans calls out over its own threads use
+        the cores without two pools fighting over them; others ignore it."""
+        ...
 
 
 _REGISTRY: dict[str, Backend] = {}

@@ -25,7 +25,17 @@ class OrtSession:
 
     thread_safe = True
 
-    def __init__(self, graph: GraphSpec, session: object, backend: str, precision: str) -> None:
+    def __init__(
+        self,
+        graph: GraphSpec,
+        session: object,
+        backend: str,
+        precision: str,
+        single_threaded: bool = False,
+    ) -> None:
+        # True when opened with one intra-op thread: each call runs on its caller's thread,
+        # so concurrent calls from several threads use several cores (the detector does).
+        self.single_threaded = single_threaded
         self.graph = graph
         self._session = session
         self.backend = backend
@@ -92,10 +102,19 @@ class OrtBackend:
             return Support(True, f"ONNX Runtime {self.provider}, INT8 ONNX for CPU kernels")
         return Support(True, f"ONNX Runtime {self.provider}, {artifact.precision} ONNX")
 
-    def open(self, bundle: ModelBundle, graph: GraphSpec, artifact: Artifact) -> OrtSession:
+    def open(
+        self,
+        bundle: ModelBundle,
+        graph: GraphSpec,
+        artifact: Artifact,
+        *,
+        threads: int | None = None,
+    ) -> OrtSession:
         import onnxruntime
 
         options = session_options(onnxruntime)
+        if threads is not None:
+            options.intra_op_num_threads = threads
         try:
             session = onnxruntime.InferenceSession(
                 bundle.read_artifact(artifact), options, providers=[self.provider]
@@ -103,7 +122,7 @@ class OrtBackend:
         # ORT's pybind errors (InvalidProtobuf, Fail, InvalidGraph, ...) share no public base.
         except Exception as exc:
             raise BackendError(f"ONNX Runtime cannot open {artifact.path}: {exc}") from exc
-        return OrtSession(graph, session, self.name, artifact.precision)
+        return OrtSession(graph, session, self.name, artifact.precision, threads == 1)
 
 
 register_backend(OrtBackend("ort-tensorrt", 10, "TensorrtExecutionProvider", True))

@@ -83,8 +83,12 @@ def open_graph(
     *,
     backend: str | None = None,
     precision: str | None = None,
+    threads: int | None = None,
 ) -> Session:
-    """Open ``graph_name`` with the best usable candidate; fail with every reason otherwise."""
+    """Open ``graph_name`` with the best usable candidate; fail with every reason otherwise.
+
+    ``threads`` is passed to the backend as its thread-count hint (see ``Backend.open``).
+    """
     candidates = rank_candidates(
         bundle.manifest, graph_name, device, backend=backend, precision=precision
     )
@@ -95,5 +99,5 @@ def open_graph(
     chosen = usable[0]
     log.info("graph %s -> %s (%s)", graph_name, chosen.backend, chosen.reason)
     return get_backend(chosen.backend).open(
-        bundle, bundle.manifest.graph(graph_name), chosen.artifact
+        bundle, bundle.manifest.graph(graph_name), chosen.artifact, threads=threads
     )

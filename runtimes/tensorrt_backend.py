@@ -151,7 +151,14 @@ class TensorRTBackend:
             return Support(False, "tensorrt and cuda-python are not importable here")
         return support
 
-    def open(self, bundle: ModelBundle, graph: GraphSpec, artifact: Artifact) -> TrtSession:
+    def open(
+        self,
+        bundle: ModelBundle,
+        graph: GraphSpec,
+        artifact: Artifact,
+        *,
+        threads: int | None = None,  # ignored: the GPU runs it, there is no CPU pool
+    ) -> TrtSession:
         return TrtSession(graph, bundle.read_artifact(artifact), artifact.precision)
 
 

@@ -79,7 +79,14 @@ class TorchBackend:
             return Support(False, "torch is not installed (pip install 'edge-sdk[torch]')")
         return Support(True, "PyTorch eager reference (fp32, CPU)")
 
-    def open(self, bundle: ModelBundle, graph: GraphSpec, artifact: Artifact) -> TorchSession:
+    def open(
+        self,
+        bundle: ModelBundle,
+        graph: GraphSpec,
+        artifact: Artifact,
+        *,
+        threads: int | None = None,  # ignored: torch sets threads per process
+    ) -> TorchSession:
         return TorchSession(graph, load_safetensors_module(bundle, graph, artifact))
 
 

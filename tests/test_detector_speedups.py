@@ -45,6 +45,11 @@ def pipeline(face_bundle, device) -> FacePipeline:
     return FacePipeline(face_bundle, device)
 
 
+@pytest.fixture(scope="module")
+def composites_tiled(astronaut) -> np.ndarray:
+    return composites(astronaut)["tiled"]
+
+
 def _variant(detector: det.MTCNNDetector, **changes) -> det.MTCNNDetector:
     config = dataclasses.replace(detector.config, **changes)
     return det.MTCNNDetector(
@@ -106,6 +111,40 @@ def test_parallel_pyramid_is_bit_identical(astronaut) -> None:
     assert [lv.shape[1::-1] for lv in serial] == sizes
     for a, b in zip(serial, parallel, strict=True):
         assert np.array_equal(a, b)
+
+
+def test_deal_balances_heaviest_first() -> None:
+    weights = [95.0, 47.5, 24.0, 12.1, 6.1, 3.1, 1.6, 0.8, 0.4, 0.2]
+    parts = det.deal(weights, 2)
+    assert sorted(i for part in parts for i in part) == list(range(10))
+    loads = [sum(weights[i] for i in part) for part in parts]
+    assert parts[0][0] == 0 and abs(loads[0] - loads[1]) <= 1.0
+    assert det.deal([3.0], 4) == [[0]]  # never an empty share
+    assert det.deal([], 2) == [[]]
+
+
+@pytest.mark.skipif(det.shares(True) < 2, reason="one usable core: nothing is fanned out")
+def test_fanned_out_net_calls_are_bit_identical(pipeline, composites_tiled) -> None:
+    """One-thread sessions called from several threads give what one call per level /
+    one batch gives, bit for bit."""
+    fast = pipeline.detector
+    assert fast.pnet.single_threaded and fast.rnet.single_threaded and fast.config.parallel
+    plain = _variant(fast, parallel=False)
+    pixels = composites_tiled.astype(np.float32)
+    levels, _ = fast._pyramid(pixels)
+    for (a_prob, a_off), (b_prob, b_off) in zip(
+        fast._pnet(levels), plain._pnet(levels), strict=True
+    ):
+        assert np.array_equal(a_prob, b_prob) and np.array_equal(a_off, b_off)
+    rng = np.random.default_rng(4)
+    corner = rng.uniform(0, 900, (301, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(12, 200, (301, 1))], axis=1)
+    for session, size in ((fast.rnet, 24), (fast.onet, 48)):
+        crops = det.crop_resize(pixels, boxes, size)
+        got, want = fast._run_batched(session, crops), plain._run_batched(session, crops)
+        assert set(got) == set(want)
+        for name in want:
+            assert got[name].shape[0] == 301 and np.array_equal(got[name], want[name]), name
 
 
 def test_parallel_crops_are_bit_identical(astronaut) -> None:

@@ -25,10 +25,17 @@ def open_graphs(
     backend: str | None,
     precision: str | None,
     wrap: Wrap | None = None,
+    threads: dict[str, int] | None = None,
 ) -> dict[str, Session]:
-    """Open each named graph once (ORT session creation is not safe to race: do it here)."""
+    """Open each named graph once (ORT session creation is not safe to race: do it here).
+
+    ``threads`` maps graph names to the backends' thread-count hint (``Backend.open``).
+    """
+    hints = threads or {}
     sessions = {
-        name: open_graph(bundle, name, device, backend=backend, precision=precision)
+        name: open_graph(
+            bundle, name, device, backend=backend, precision=precision, threads=hints.get(name)
+        )
         for name in names
     }
     if wrap is not None:

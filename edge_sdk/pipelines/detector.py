@@ -15,10 +15,17 @@ not do, as measured:
   they cost alike; 6.3 ms one after another on an idle machine) are dealt to the calling
   thread and a small pool (3.4 ms on 2 cores; OpenCV releases the GIL). Every level is
   bit-identical to the serial run.
-* Not done: calling P-Net (two groups of levels) and R-Net (two halves) from two threads
-  at once saved a further 2-3 ms with ORT, but with the PyTorch reference each calling
-  thread gets its own OpenMP team and the cascade ran up to 2x slower, and a session
-  wrapper recording feeds (INT8 calibration) would see them in a varying order.
+* Net calls fanned out (``parallel`` and a session opened single-threaded, see
+  :func:`detector_threads`): the P-Net levels are dealt to the calling thread and the
+  pool, heaviest first to the least loaded (the first level is ~45% of the pixels), and
+  the R-Net/O-Net crop batches are cut in as many pieces. A one-thread ORT session runs
+  each call on its caller's thread, so two calls use two cores with no intra-op pool to
+  synchronise: P-Net over the 512x512 pyramid took 10.6-11.2 ms this way against
+  13.9-16.1 ms from one two-thread session (and 12.9-14.5 ms calling that session from
+  two threads). Results are the same as one call per level / one batch (tested bit for
+  bit). Not done for PyTorch (each calling thread gets its own OpenMP team; the cascade
+  ran up to 2x slower) nor through wrappers such as the INT8 feed recorder, which lack
+  the ``single_threaded`` mark and so see the calls in order, one at a time.
 * ``packed`` (opt-in): all levels on one canvas, one P-Net call. Exact, but on ORT CPU
   it costs 15-25% more P-Net CPU time than one call per level (10% padding, larger
   working sets), so it is off; it is there for runtimes where each call or each new
@@ -307,6 +314,28 @@ def shares(parallel: bool) -> int:
     return _WORKERS + 1 if parallel and _WORKERS else 1
 
 
+DETECTOR_NETS = ("pnet", "rnet", "onet")
+
+
+def detector_threads() -> dict[str, int] | None:
+    """Thread hints for opening the three nets: one each when the detector can fan their
+    calls out over its helper threads (module docstring), else the runtime's default."""
+    return dict.fromkeys(DETECTOR_NETS, 1) if _WORKERS else None
+
+
+def deal(weights: Sequence[float], k: int) -> list[list[int]]:
+    """Indices of ``weights`` dealt to ``k`` shares, heaviest first to the least loaded
+    (longest-processing-time order); no share is empty while there are enough items."""
+    k = max(1, min(k, len(weights)))
+    loads = [0.0] * k
+    parts: list[list[int]] = [[] for _ in range(k)]
+    for i in sorted(range(len(weights)), key=lambda j: -weights[j]):
+        lightest = loads.index(min(loads))
+        parts[lightest].append(i)
+        loads[lightest] += weights[i]
+    return parts
+
+
 def build_pyramid(
     pixels: np.ndarray, sizes: list[tuple[int, int]], parallel: bool = True
 ) -> list[np.ndarray]:
@@ -410,12 +439,26 @@ class MTCNNDetector:
         boxes = square(regress(cand[:, :4], cand[:, 5:9], inclusive=False))
         return np.concatenate([boxes, cand[:, 4:5]], axis=1)
 
+    def _fans_out(self, session: Session) -> bool:
+        """Whether calls of ``session`` are spread over the helper threads (module doc)."""
+        return self.config.parallel and bool(getattr(session, "single_threaded", False))
+
     def _pnet(self, levels: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """P-Net's (prob, offsets) maps for every level: one call per level, or one packed
-        canvas for all of them (``packed``)."""
+        """P-Net's (prob, offsets) maps for every level: one call per level (fanned out when
+        the session allows), or one packed canvas for all of them (``packed``)."""
         if self.config.packed and len(levels) > 1:
             return self._pnet_canvas(levels)
-        return [self._pnet_level(level) for level in levels]
+        if not self._fans_out(self.pnet) or len(levels) < 2:
+            return [self._pnet_level(level) for level in levels]
+        parts = deal([lv.shape[0] * lv.shape[1] for lv in levels], shares(True))
+        maps: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(levels)
+
+        def run(part: list[int]) -> None:
+            for i in part:
+                maps[i] = self._pnet_level(levels[i])
+
+        fan_out(run, parts)
+        return maps  # type: ignore[return-value]
 
     def _pnet_level(self, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """P-Net on one level alone (the reference way)."""
@@ -459,12 +502,18 @@ class MTCNNDetector:
         return np.concatenate([boxes[keep], scores[keep, None], regs], axis=1)
 
     def _run_batched(self, session: Session, crops: np.ndarray) -> dict[str, np.ndarray]:
-        """``session`` on crops in chunks of ``max_batch`` (the graphs' batch profile)."""
-        parts: list[dict[str, np.ndarray]] = []
+        """``session`` on crops in chunks of ``max_batch`` (the graphs' batch profile); with a
+        fanned-out session the crops are first cut in one piece per helper thread."""
         step = self.config.max_batch
-        for start in range(0, crops.shape[0], step):
+        pieces = shares(True) if self._fans_out(session) else 1
+        step = max(1, min(step, -(-crops.shape[0] // pieces)))
+        starts = list(range(0, crops.shape[0], step))
+
+        def run(start: int) -> dict[str, np.ndarray]:
             batch = _to_nchw(crops[start : start + step], self.preprocessing)
-            parts.append(session.run({"image": batch}))
+            return session.run({"image": batch})
+
+        parts = fan_out(run, starts, pieces > 1)
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _refine(self, pixels: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -19,14 +19,20 @@ from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo
 from edge_sdk.manifest import Preprocessing
 from edge_sdk.pipelines.common import Timer, describe, open_graphs, run_batched
-from edge_sdk.pipelines.detector import Detections, DetectorConfig, MTCNNDetector
+from edge_sdk.pipelines.detector import (
+    DETECTOR_NETS,
+    Detections,
+    DetectorConfig,
+    MTCNNDetector,
+    detector_threads,
+)
 from edge_sdk.pipelines.registry import register_pipeline
 from edge_sdk.preprocess.face import face_tensor
 from edge_sdk.preprocess.image import ImageInput, load_image
 from runtimes.base import Session
 
 GRAPHS = ("pnet", "rnet", "onet", "classifier")
-DETECTOR_GRAPHS = ("pnet", "rnet", "onet")
+DETECTOR_GRAPHS = DETECTOR_NETS
 
 
 @dataclass(frozen=True)
@@ -134,7 +140,9 @@ def open_detector(
     wrap: Callable[[str, Session], Session] | None = None,
 ) -> tuple[MTCNNDetector, dict[str, str]]:
     """The MTCNN cascade of a bundle that carries pnet/rnet/onet, and its backends."""
-    sessions = open_graphs(bundle, DETECTOR_GRAPHS, device, backend, precision, wrap)
+    sessions = open_graphs(
+        bundle, DETECTOR_GRAPHS, device, backend, precision, wrap, detector_threads()
+    )
     return _detector(bundle, sessions), describe(sessions)
 
 
@@ -251,7 +259,7 @@ class FacePipeline:
         self.family = manifest.family
         self.labels = manifest.labels
         self.classifier_prep = manifest.preprocessing["classifier"]
-        sessions = open_graphs(bundle, GRAPHS, device, backend, precision, wrap)
+        sessions = open_graphs(bundle, GRAPHS, device, backend, precision, wrap, detector_threads())
         self.detector = _detector(bundle, sessions)
         self.classifier = sessions["classifier"]
         self._classifier_graph = manifest.graph("classifier")
