@@ -1,9 +1,11 @@
 """Where MTCNN's ONNX Runtime time goes, per net and per kind of node, on real feeds.
 
-Run ``python benchmarks/detector_ops.py [--size 512] [--repeats 20] [--bundle DIR]``. One
+Run ``python benchmarks/detector_ops.py [--size 512] [--repeats 20] [--threads 1] [--bundle
+DIR]``. One
 detection of the example photo (resized to SIZE x SIZE) records what every net is fed
 (each pyramid level, the R-Net and O-Net crop batches); those feeds are then replayed
-through ORT sessions with its profiler on, and the kernel time is summed per net and per
+through ORT sessions with its profiler on (one intra-op thread by default, as the detector
+opens them to fan calls out over the cores), and the kernel time is summed per net and per
 kind of node:
 
 * ``conv``: the network's own convolutions and dense layers (Conv, Gemm, MatMul);
@@ -70,9 +72,12 @@ def record_feeds(bundle: ModelBundle, size: int) -> dict[str, list[dict[str, np.
     return {name: list(rec.feeds) for name, rec in recorders.items()}
 
 
-def profile(model: bytes, feeds: list[dict[str, np.ndarray]], repeats: int) -> dict[str, float]:
+def profile(
+    model: bytes, feeds: list[dict[str, np.ndarray]], repeats: int, threads: int
+) -> dict[str, float]:
     """Milliseconds per replay of ``feeds``, per node kind, from ORT's profiler."""
     options = session_options(onnxruntime)
+    options.intra_op_num_threads = threads
     options.enable_profiling = True
     with tempfile.TemporaryDirectory(prefix="edge-sdk-prof-") as tmp:
         options.profile_file_prefix = os.path.join(tmp, "ort")
@@ -106,18 +111,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (0: ORT's)")
     parser.add_argument("--bundle", type=Path, default=None)
     args = parser.parse_args()
     bundle = ModelBundle.load(args.bundle) if args.bundle else default_bundle()
     feeds = record_feeds(bundle, args.size)
-    print(f"{args.size}x{args.size} example, {args.repeats} replays; ms per detection")
+    print(
+        f"{args.size}x{args.size} example, {args.repeats} replays, {args.threads or 'default'} "
+        "intra-op thread(s); ms per detection"
+    )
     print(f"{'net':6} {'calls':>5} " + " ".join(f"{k:>7}" for k in (*KINDS, "kernels", "run")))
     sums: dict[str, float] = defaultdict(float)
     for graph in DETECTOR_GRAPHS:
         if graph not in feeds:
             continue
         artifact = next(a for a in bundle.manifest.artifacts_for(graph) if a.format == "onnx")
-        times = profile(bundle.read_artifact(artifact), feeds[graph], args.repeats)
+        times = profile(bundle.read_artifact(artifact), feeds[graph], args.repeats, args.threads)
         kernels = sum(times.get(k, 0.0) for k in KINDS)
         row = [times.get(k, 0.0) for k in KINDS] + [kernels, times.get("run", 0.0)]
         for key, value in zip((*KINDS, "kernels", "run"), row, strict=True):
