@@ -19,8 +19,9 @@ from edge_sdk.errors import BundleError
 DEFAULT_FAMILY = "face-fer7"
 # Bump when the exporter writes different graphs for the same weights (e.g. another ONNX
 # form of a layer): a cache keyed by the SDK version alone kept serving the old graphs to a
-# development install. Revision 3: MTCNN PReLU/softmax in their NCHWc-friendly forms.
-EXPORT_REVISION = 3
+# development install. Revision 4: MTCNN PReLU, face softmax and Caffe flatten in their
+# NCHWc-friendly forms.
+EXPORT_REVISION = 4
 
 
 def cache_dir() -> Path:

@@ -71,9 +71,20 @@ def face_probability(logits: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(nn.functional.linear(x, weight, bias))[:, 0]
 
 
-def _flatten_like_caffe(x: torch.Tensor) -> torch.Tensor:
-    """Flatten in (W, H, C) order: the original Caffe-trained dense layers expect it."""
-    return x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
+def _dense_on_caffe_flatten(dense: nn.Linear, x: torch.Tensor, channels: int) -> torch.Tensor:
+    """``dense`` on ``x`` (N, C, H, W) flattened in (W, H, C) order, as the original
+    Caffe-trained dense layers expect.
+
+    Eager permutes the activations; the exported graph permutes the weight's columns
+    instead (constant-folded when the session loads; the same products summed in another
+    order), so ORT runs a plain Flatten and Gemm with no Transpose of every crop.
+    ``channels`` is passed as a number so that the export sees constants, not shapes.
+    """
+    if not torch.onnx.is_in_onnx_export():
+        return dense(x.permute(0, 3, 2, 1).reshape(x.shape[0], -1))
+    side = round((dense.in_features // channels) ** 0.5)
+    weight = dense.weight.detach().reshape(-1, side, side, channels).permute(0, 3, 2, 1)
+    return nn.functional.linear(x.flatten(1), weight.reshape(weight.shape[0], -1), dense.bias)
 
 
 @register_architecture("mtcnn_pnet")
@@ -122,7 +133,7 @@ class RNet(nn.Module):
         x = self.pool1(self.prelu1(self.conv1(x)))
         x = self.pool2(self.prelu2(self.conv2(x)))
         x = self.prelu3(self.conv3(x))
-        x = self.prelu4(self.dense4(_flatten_like_caffe(x)))
+        x = self.prelu4(_dense_on_caffe_flatten(self.dense4, x, self.conv3.out_channels))
         prob = face_probability(self.dense5_1, x)
         return self.dense5_2(x), prob
 
@@ -155,6 +166,6 @@ class ONet(nn.Module):
         x = self.pool2(self.prelu2(self.conv2(x)))
         x = self.pool3(self.prelu3(self.conv3(x)))
         x = self.prelu4(self.conv4(x))
-        x = self.prelu5(self.dense5(_flatten_like_caffe(x)))
+        x = self.prelu5(_dense_on_caffe_flatten(self.dense5, x, self.conv4.out_channels))
         prob = face_probability(self.dense6_1, x)
         return self.dense6_2(x), prob, self.dense6_3(x)
