@@ -56,4 +56,16 @@ def default_bundle(family: str = DEFAULT_FAMILY) -> ModelBundle:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    _forget_older_exports(family)
     return ModelBundle.load(target)
+
+
+def _forget_older_exports(family: str) -> None:
+    """Remove this SDK version's earlier exports of ``family`` (older export revisions):
+    nothing reads them again. Other versions' bundles are left to their own SDKs."""
+    current = default_bundle_dir(family)
+    stem = f"{family}-{__version__}"
+    for old in current.parent.glob(f"{stem}*"):
+        earlier = old.name == stem or old.name.startswith(f"{stem}-r")
+        if earlier and old != current and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)

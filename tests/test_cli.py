@@ -147,3 +147,18 @@ def test_predict_min_face_option(face_bundle) -> None:
     bad = runner.invoke(app, ["predict", str(ASTRONAUT), "--bundle", str(face_bundle.root),
                               "--min-face", "3"])
     assert bad.exit_code != 0 and "min_face must be an integer" in bad.output
+
+
+def test_default_export_removes_older_revisions_only(tmp_path: Path, monkeypatch) -> None:
+    from edge_sdk.defaults import default_bundle
+
+    monkeypatch.setenv("EDGE_SDK_HOME", str(tmp_path / "home"))
+    bundles = tmp_path / "home" / "bundles"
+    current = default_bundle_dir()
+    stale = [bundles / "face-fer7-0.1.0", bundles / "face-fer7-0.1.0-r1"]
+    kept = [bundles / "face-fer7-0.2.0-r9", bundles / "face-caf-0.1.0-r1"]
+    for folder in (*stale, *kept):
+        folder.mkdir(parents=True)
+    default_bundle()
+    expected = sorted([current.name, *(k.name for k in kept)])
+    assert sorted(p.name for p in bundles.iterdir()) == expected
