@@ -81,18 +81,6 @@ def median_latencies(sessions: list[object], feeds: list[Feed]) -> list[float]:
     return [float(np.median(t)) for t in times]
 
 
-def timing_session(model: bytes) -> object:
-    """An ONNX Runtime CPU session set up as the runtime sets up its own (threads, no
-    spinning, full graph optimisation), so the timing is the one users will see."""
-    import onnxruntime
-
-    from runtimes.onnxruntime_backend import session_options
-
-    return onnxruntime.InferenceSession(
-        model, session_options(onnxruntime), providers=["CPUExecutionProvider"]
-    )
-
-
 def decide(passed: bool, speedup: float, mode: str) -> tuple[bool, str]:
     """Whether the CPU form is kept, and why (``mode``: one of :data:`MODES`)."""
     if mode not in MODES:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.cpu_int8 import CpuTrial, decide, median_latencies, timing_session
+from calibration.cpu_int8 import CpuTrial, decide, median_latencies
 from calibration.feeds import Feed, FeedSet, collect_feeds
 from calibration.gate import GateThresholds, OutputFigures, compare_runs
 from calibration.policy import METHODS, FamilyPolicy, policy_for
@@ -26,6 +26,7 @@ from edge_sdk.bundle import BundleWriter, ModelBundle
 from edge_sdk.device import DeviceInfo, DeviceProbe
 from edge_sdk.errors import CalibrationError
 from edge_sdk.manifest import CPU_INT8_TARGET, Artifact, Calibration
+from runtimes.onnxruntime_backend import cpu_session
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +117,6 @@ def _split(feeds: list[Feed], holdout: float, seed: int) -> tuple[list[Feed], li
     return [feeds[i] for i in order[held:]], [feeds[i] for i in order[:held]]
 
 
-def _ort_session(model: bytes) -> object:
-    import onnxruntime
-
-    return onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
-
-
 def _run_all(session: object, feeds: list[Feed]) -> list[dict[str, np.ndarray]]:
     names = [o.name for o in session.get_outputs()]  # type: ignore[attr-defined]
     return [
@@ -195,7 +190,8 @@ def calibrate_graph(
     Returns the summary and the kept (INT8 model, range cache, CPU form or None) bytes.
     """
     masks = policy.masks.get(graph, {})
-    reference = _masked(_run_all(_ort_session(fp32_model), holdout), holdout, masks)
+    fp32_session = cpu_session(fp32_model)
+    reference = _masked(_run_all(fp32_session, holdout), holdout, masks)
     source, transforms = fp32_model, ()
     if policy.center_activations:
         source, transforms = prepare_for_int8(fp32_model, calib)
@@ -215,7 +211,7 @@ def calibrate_graph(
                 raise CalibrationError(f"graph {graph!r}: {exc}") from exc
             log.warning("graph %r: %s; method %s left out", graph, exc, method)
             continue
-        outputs = _masked(_run_all(_ort_session(model), holdout), holdout, masks)
+        outputs = _masked(_run_all(cpu_session(model), holdout), holdout, masks)
         figures = compare_runs(
             reference, outputs, policy.kinds[graph], thresholds, policy.tie_margin
         )
@@ -226,7 +222,7 @@ def calibrate_graph(
     cpu_trial, cpu_model = None, None
     if cpu_int8 != "never":
         cpu_trial, cpu_model = _cpu_form(
-            graph, source, fp32_model, calib, holdout, reference, best.method, policy,
+            graph, source, fp32_session, calib, holdout, reference, best.method, policy,
             thresholds, cpu_int8,
         )
     summary = GraphCalibration(
@@ -245,7 +241,7 @@ def calibrate_graph(
 def _cpu_form(
     graph: str,
     source: bytes,
-    fp32_model: bytes,
+    fp32_session: object,
     calib: list[Feed],
     holdout: list[Feed],
     reference: list[dict[str, np.ndarray]],
@@ -265,12 +261,11 @@ def _cpu_form(
     except Exception as exc:  # noqa: BLE001
         log.warning("graph %r: CPU INT8 form not made (%s: %s)", graph, type(exc).__name__, exc)
         return None, None
-    outputs = _masked(_run_all(_ort_session(model), holdout), holdout, masks)
+    int8_session = cpu_session(model)
+    outputs = _masked(_run_all(int8_session, holdout), holdout, masks)
     figures = compare_runs(reference, outputs, policy.kinds[graph], thresholds, policy.tie_margin)
     passed = all(f.passed for f in figures)
-    fp32_ms, int8_ms = median_latencies(
-        [timing_session(fp32_model), timing_session(model)], holdout
-    )
+    fp32_ms, int8_ms = median_latencies([fp32_session, int8_session], holdout)
     kept, reason = decide(passed, fp32_ms / int8_ms if int8_ms > 0 else 0.0, mode)
     log.info("graph %r: CPU INT8 form %s (%s)", graph, "kept" if kept else "not kept", reason)
     return CpuTrial(tuple(figures), fp32_ms, int8_ms, kept, reason), model if kept else None

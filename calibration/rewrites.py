@@ -27,6 +27,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from runtimes.onnxruntime_backend import cpu_session
+
 Feed = dict[str, np.ndarray]
 
 FOLD = "fold_linear_chains"
@@ -136,16 +138,12 @@ def _centerable(g: _Graph) -> list[tuple[onnx.NodeProto, list[onnx.NodeProto]]]:
 
 def _output_means(model: onnx.ModelProto, names: list[str], feeds: Sequence[Feed]) -> dict:
     """Per-channel (last axis) mean of each named tensor over every feed and position."""
-    import onnxruntime
-
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     del probe.graph.output[:]
     for name in names:
         probe.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    session = onnxruntime.InferenceSession(
-        probe.SerializeToString(), providers=["CPUExecutionProvider"]
-    )
+    session = cpu_session(probe.SerializeToString())
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     for feed in feeds:

@@ -19,6 +19,7 @@ from edge_sdk.errors import ExportError
 from edge_sdk.manifest import Manifest
 from edge_sdk.models.families import BuiltGraph, FamilyBuild, get_family
 from export.onnx_export import OPSET, export_graph, max_abs_diff
+from runtimes.onnxruntime_backend import cpu_session
 
 
 def _tool_versions() -> dict[str, str]:
@@ -49,9 +50,7 @@ def _torch_outputs(graph: BuiltGraph, feeds: dict[str, np.ndarray]) -> dict[str,
 
 def _onnx_parity(graph: BuiltGraph, onnx_bytes: bytes) -> float:
     """Largest |torch - ORT| over the graph's example inputs."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    session = cpu_session(onnx_bytes)
     worst = 0.0
     for feeds in graph.examples:
         ort = dict(

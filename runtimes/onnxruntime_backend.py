@@ -73,6 +73,17 @@ def session_options(onnxruntime: Any) -> Any:
     return options
 
 
+def cpu_session(model: bytes) -> Any:
+    """A bare ONNX Runtime CPU session of ``model`` bytes, set up as the runtime sets up its
+    own, for the tools that run graphs outside a bundle (export parity, calibration, its
+    gate and timings): what they measure is then what deployment runs."""
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(
+        model, session_options(onnxruntime), providers=["CPUExecutionProvider"]
+    )
+
+
 @dataclass(frozen=True)
 class OrtBackend:
     """ONNX Runtime with one execution provider."""

@@ -9,12 +9,13 @@ import numpy as np
 import onnx
 import pytest
 
-from calibration.cpu_int8 import MIN_SPEEDUP, decide, median_latencies, timing_session
+from calibration.cpu_int8 import MIN_SPEEDUP, decide, median_latencies
 from calibration.gate import GateThresholds
 from calibration.ort_int8 import calibrate_bundle
 from calibration.quantize import quantize_graph
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.errors import CalibrationError, EdgeSDKError
+from runtimes.onnxruntime_backend import cpu_session
 
 
 def test_decide_keeps_only_passing_forms_that_pay() -> None:
@@ -68,7 +69,7 @@ def test_cpu_form_is_u8s8_over_every_op(face_bundle) -> None:
 
 
 def test_latencies_are_medians_per_session(face_bundle) -> None:
-    sessions = [timing_session(_classifier(face_bundle)) for _ in range(2)]
+    sessions = [cpu_session(_classifier(face_bundle)) for _ in range(2)]
     times = median_latencies(sessions, _feeds(4))
     assert len(times) == 2 and all(t > 0 for t in times)
 
