@@ -15,17 +15,17 @@ not do, as measured:
   they cost alike; 6.3 ms one after another on an idle machine) are dealt to the calling
   thread and a small pool (3.4 ms on 2 cores; OpenCV releases the GIL). Every level is
   bit-identical to the serial run.
-* Net calls fanned out (``parallel`` and a session opened single-threaded, see
-  :func:`detector_threads`): the P-Net levels are dealt to the calling thread and the
-  pool, heaviest first to the least loaded (the first level is ~45% of the pixels), and
-  the R-Net/O-Net crop batches are cut in as many pieces. A one-thread ORT session runs
-  each call on its caller's thread, so two calls use two cores with no intra-op pool to
-  synchronise: P-Net over the 512x512 pyramid took 10.6-11.2 ms this way against
-  13.9-16.1 ms from one two-thread session (and 12.9-14.5 ms calling that session from
-  two threads). Results are the same as one call per level / one batch (tested bit for
-  bit). Not done for PyTorch (each calling thread gets its own OpenMP team; the cascade
-  ran up to 2x slower) nor through wrappers such as the INT8 feed recorder, which lack
-  the ``single_threaded`` mark and so see the calls in order, one at a time.
+* Net calls fanned out (``parallel`` and a session opened single-threaded, as
+  ``edge_sdk.pipelines.face.detector_threads`` asks): the P-Net levels are dealt to the
+  calling thread and the pool, heaviest first to the least loaded (the first level is
+  ~45% of the pixels), and the R-Net/O-Net crop batches are cut in as many pieces. A
+  one-thread ORT session runs each call on its caller's thread, so two calls use two
+  cores with no intra-op pool to synchronise: P-Net over the 512x512 pyramid took
+  10.6-11.2 ms this way against 13.9-16.1 ms from one two-thread session (and 12.9-14.5
+  ms calling that session from two threads). Results are the same as one call per level
+  / one batch (tested bit for bit). Not done for PyTorch (each calling thread gets its
+  own OpenMP team; the cascade ran up to 2x slower) nor through wrappers such as the INT8
+  feed recorder, which lack the ``single_threaded`` mark and so see the calls in order.
 * ``packed`` (opt-in): all levels on one canvas, one P-Net call. Exact, but on ORT CPU
   it costs 15-25% more P-Net CPU time than one call per level (10% padding, larger
   working sets), so it is off; it is there for runtimes where each call or each new
@@ -312,15 +312,6 @@ def fan_out(work: Callable[[T], R], parts: Sequence[T], parallel: bool = True) -
 def shares(parallel: bool) -> int:
     """How many pieces to cut parallel work into: the calling thread plus the pool's."""
     return _WORKERS + 1 if parallel and _WORKERS else 1
-
-
-DETECTOR_NETS = ("pnet", "rnet", "onet")
-
-
-def detector_threads() -> dict[str, int] | None:
-    """Thread hints for opening the three nets: one each when the detector can fan their
-    calls out over its helper threads (module docstring), else the runtime's default."""
-    return dict.fromkeys(DETECTOR_NETS, 1) if _WORKERS else None
 
 
 def deal(weights: Sequence[float], k: int) -> list[list[int]]:

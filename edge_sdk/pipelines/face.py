@@ -19,20 +19,14 @@ from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo
 from edge_sdk.manifest import Preprocessing
 from edge_sdk.pipelines.common import Timer, describe, open_graphs, run_batched
-from edge_sdk.pipelines.detector import (
-    DETECTOR_NETS,
-    Detections,
-    DetectorConfig,
-    MTCNNDetector,
-    detector_threads,
-)
+from edge_sdk.pipelines.detector import Detections, DetectorConfig, MTCNNDetector, shares
 from edge_sdk.pipelines.registry import register_pipeline
 from edge_sdk.preprocess.face import face_tensor
 from edge_sdk.preprocess.image import ImageInput, load_image
 from runtimes.base import Session
 
 GRAPHS = ("pnet", "rnet", "onet", "classifier")
-DETECTOR_GRAPHS = DETECTOR_NETS
+DETECTOR_GRAPHS = ("pnet", "rnet", "onet")
 
 
 @dataclass(frozen=True)
@@ -130,6 +124,13 @@ class FaceHead(Protocol):
     def fill(self, outputs: dict[str, np.ndarray], fields: list[dict[str, Any]]) -> None: ...
 
     def features(self, outputs: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+def detector_threads() -> dict[str, int] | None:
+    """Thread hints for opening the three nets: one each when the detector can fan their
+    calls out over its helper threads (see :mod:`edge_sdk.pipelines.detector`), else the
+    runtime's default."""
+    return dict.fromkeys(DETECTOR_GRAPHS, 1) if shares(True) > 1 else None
 
 
 def open_detector(
