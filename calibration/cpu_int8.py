@@ -81,10 +81,15 @@ def median_latencies(sessions: list[object], feeds: list[Feed]) -> list[float]:
     return [float(np.median(t)) for t in times]
 
 
-def decide(passed: bool, speedup: float, mode: str) -> tuple[bool, str]:
-    """Whether the CPU form is kept, and why (``mode``: one of :data:`MODES`)."""
+def check_mode(mode: str) -> None:
+    """Refuse an unknown ``cpu_int8`` mode before any quantising is done."""
     if mode not in MODES:
         raise CalibrationError(f"unknown CPU INT8 mode {mode!r}; expected one of {MODES}")
+
+
+def decide(passed: bool, speedup: float, mode: str) -> tuple[bool, str]:
+    """Whether the CPU form is kept, and why (``mode``: one of :data:`MODES`)."""
+    check_mode(mode)
     if mode == "never":
         return False, "not asked for (cpu_int8=never)"
     if not passed:

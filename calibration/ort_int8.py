@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.cpu_int8 import CpuTrial, decide, median_latencies
+from calibration.cpu_int8 import CpuTrial, check_mode, decide, median_latencies
 from calibration.feeds import Feed, FeedSet, collect_feeds
 from calibration.gate import GateThresholds, OutputFigures, compare_runs
 from calibration.policy import METHODS, FamilyPolicy, policy_for
@@ -307,6 +307,7 @@ def calibrate_bundle(
         CalibrationError: too few samples for a graph.
         GateFailedError: the gate failed and ``force`` is False (nothing is written).
     """
+    check_mode(cpu_int8)
     bundle = ModelBundle.load(Path(bundle_dir))
     device = device or DeviceProbe().probe()
     thresholds = thresholds or GateThresholds()

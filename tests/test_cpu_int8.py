@@ -130,3 +130,10 @@ def test_a_cpu_form_that_cannot_be_made_leaves_the_rest(face_bundle, tmp_path, m
         "classifier.int8.onnx"
     }
     assert "CPU INT8 form not made (AttributeError" in caplog.text
+
+
+def test_unknown_mode_is_refused_before_any_work(face_bundle, tmp_path) -> None:
+    with pytest.raises(CalibrationError, match="unknown CPU INT8 mode 'sometimes'"):
+        calibrate_bundle(face_bundle.root, _npz(tmp_path), cpu_int8="sometimes")
+    artifacts = ModelBundle.load(face_bundle.root).manifest.artifacts
+    assert not [a for a in artifacts if a.precision == "int8"]
