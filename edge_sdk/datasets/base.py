@@ -397,6 +397,43 @@ def _unmapped_error(
     )
 
 
+@dataclass(frozen=True)
+class _LabelPlan:
+    """Where each native label name of a data set lands in the target vocabulary."""
+
+    target: tuple[str, ...]
+    index: Mapping[str, int | None]
+    ignored: frozenset[str]
+    dropped: frozenset[str]
+
+    @classmethod
+    def build(
+        cls,
+        fmt: DatasetFormat,
+        vocabulary: tuple[str, ...],
+        target: tuple[str, ...] | None,
+        label_map: Mapping[str, str | None] | None,
+    ) -> _LabelPlan:
+        target = target or vocabulary
+        index = map_labels(vocabulary, target, label_map, strict_overrides=fmt.labels is not None)
+        return cls(
+            target,
+            index,
+            frozenset(n.lower() for n in fmt.ignored),
+            frozenset(k.strip().lower() for k, v in (label_map or {}).items() if v is None),
+        )
+
+    def place(self, name: str) -> int | str:
+        """The target index of ``name``, or why it has none: ``ignored`` (the format's own
+        non-emotion labels), ``dropped`` (mapped to None) or ``lost`` (no mapping)."""
+        if name.lower() in self.ignored:
+            return "ignored"
+        found = self.index[name]
+        if found is not None:
+            return found
+        return "dropped" if name.lower() in self.dropped else "lost"
+
+
 def _finish_classification(
     fmt: DatasetFormat,
     request: ReadRequest,
@@ -407,27 +444,25 @@ def _finish_classification(
     unmapped: Policy,
     skipped: Counter[str],
 ) -> Dataset:
-    target = target or vocabulary
-    index = map_labels(vocabulary, target, label_map, strict_overrides=fmt.labels is not None)
-    ignored = {n.lower() for n in fmt.ignored}
-    dropped = {k.strip().lower() for k, v in (label_map or {}).items() if v is None}
+    plan = _LabelPlan.build(fmt, vocabulary, target, label_map)
     lost: dict[str, list[Sample]] = {}
     kept = []
     for sample in raw:
         native = sample.native
         if native is None:
             raise InputError(f"{sample.source}: no emotion label")
-        if native.lower() in ignored:
+        where = plan.place(native)
+        if where == "ignored":
             skipped[f"ignored label {native!r}"] += 1
-        elif index[native] is not None:
-            kept.append(replace(sample, label=index[native]))
-        elif native.lower() in dropped:
+        elif where == "dropped":
             skipped[f"label {native!r} dropped by label_map"] += 1
-        else:
+        elif where == "lost":
             lost.setdefault(native, []).append(sample)
+        else:
+            kept.append(replace(sample, label=where))
     for name, samples in lost.items():
         if unmapped == "error":
-            raise _unmapped_error(fmt, name, samples[0], len(samples), target)
+            raise _unmapped_error(fmt, name, samples[0], len(samples), plan.target)
         skipped[f"unmapped label {name!r}"] += len(samples)
     if not kept:
         raise InputError(f"{request.path}: no samples left after label mapping ({dict(skipped)})")
@@ -435,9 +470,9 @@ def _finish_classification(
         fmt.name,
         request.path,
         CLASSIFICATION,
-        target,
+        plan.target,
         tuple(kept),
-        _mapping_report(vocabulary, target, index),
+        _mapping_report(vocabulary, plan.target, plan.index),
         dict(skipped),
     )
 
@@ -452,37 +487,35 @@ def _finish_multilabel(
     unmapped: Policy,
     skipped: Counter[str],
 ) -> Dataset:
-    target = target or vocabulary
-    index = map_labels(vocabulary, target, label_map, strict_overrides=fmt.labels is not None)
-    ignored = {n.lower() for n in fmt.ignored}
-    dropped = {k.strip().lower() for k, v in (label_map or {}).items() if v is None}
+    plan = _LabelPlan.build(fmt, vocabulary, target, label_map)
     lost: Counter[str] = Counter()
     first: dict[str, Sample] = {}
     kept = []
     for sample in raw:
-        vector = [0] * len(target)
+        vector = [0] * len(plan.target)
         for name in _natives(sample):
-            if name.lower() in ignored:
+            where = plan.place(name)
+            if where == "ignored":
                 skipped[f"ignored label {name!r} (occurrences)"] += 1
-            elif index[name] is not None:
-                vector[index[name]] = 1
-            elif name.lower() in dropped:
+            elif where == "dropped":
                 skipped[f"label {name!r} dropped by label_map (occurrences)"] += 1
-            else:
+            elif where == "lost":
                 lost[name] += 1
                 first.setdefault(name, sample)
+            else:
+                vector[where] = 1
         kept.append(replace(sample, targets=tuple(vector)))
     for name, count in lost.items():
         if unmapped == "error":
-            raise _unmapped_error(fmt, name, first[name], count, target)
+            raise _unmapped_error(fmt, name, first[name], count, plan.target)
         skipped[f"unmapped label {name!r} (occurrences)"] += count
     return Dataset(
         fmt.name,
         request.path,
         MULTILABEL,
-        target,
+        plan.target,
         tuple(kept),
-        _mapping_report(vocabulary, target, index),
+        _mapping_report(vocabulary, plan.target, plan.index),
         dict(skipped),
     )
 
