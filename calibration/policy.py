@@ -63,7 +63,7 @@ product path, ``calibrate_bundle(method="auto", count=1000, holdout=0.4)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edge_sdk.errors import EdgeSDKError
 from edge_sdk.manifest import Manifest
@@ -84,7 +84,8 @@ class FamilyPolicy:
         method: default calibration method (``auto`` tries every method).
         skip_graphs: graphs kept FP32 (no INT8 artifact is written for them).
         op_types: op types given INT8 inputs; everything else stays FP32.
-        kinds: graph -> output -> kind for the accuracy gate.
+        kinds: graph -> output -> kind for the accuracy gate, as the bundle's manifest
+            declares them (filled in by :func:`policy_for`).
         exclude_nodes: graph -> ``fnmatch`` patterns of node names kept FP32 although their
             op type is quantised.
         masks: graph -> output -> input whose zero entries mark padded rows of that output
@@ -98,7 +99,7 @@ class FamilyPolicy:
     """
 
     method: str
-    kinds: dict[str, dict[str, str]]
+    kinds: dict[str, dict[str, str]] = field(default_factory=dict)
     skip_graphs: tuple[str, ...] = ()
     op_types: tuple[str, ...] = QUANTISED_OPS
     exclude_nodes: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -110,57 +111,21 @@ class FamilyPolicy:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def _cocoer_kinds(manifest: Manifest) -> dict[str, dict[str, str]]:
-    multi = bool(manifest.config.get("model", {}).get("multi_label", False))
-    return {
-        "levels": {
-            "z_c": "embedding",
-            "z_b": "embedding",
-            "z_h": "embedding",
-            "level_logits": "multilabel_logits" if multi else "logits",
-        },
-        "alignment": {"y_t": "binary" if multi else "probabilities", "z_t": "embedding"},
-    }
-
-
-_DETECTOR = {"prob": "binary", "offsets": "regression"}
-
 _STATIC: dict[str, FamilyPolicy] = {
-    "face-fer7": FamilyPolicy(
-        method="minmax",
-        skip_graphs=("pnet", "rnet"),
-        kinds={
-            "pnet": dict(_DETECTOR),
-            "rnet": dict(_DETECTOR),
-            "onet": {**_DETECTOR, "landmarks": "regression"},
-            "classifier": {"probabilities": "probabilities"},
-        },
-    ),
-    "face-caf": FamilyPolicy(
-        method="minmax",
-        kinds={"regressor": {"valence_arousal": "regression", "features": "embedding"}},
-    ),
+    "face-fer7": FamilyPolicy(method="minmax", skip_graphs=("pnet", "rnet")),
+    "face-caf": FamilyPolicy(method="minmax"),
     "face-expclip": FamilyPolicy(
         method="minmax",
         # The patch-embedding Conv and the MLPs stay FP32 (see the module docstring).
         op_types=("MatMul", "Gemm"),
-        kinds={"zero_shot": {"logits": "logits", "embedding": "embedding"}},
         exclude_nodes={"zero_shot": ("*/mlp/fc1/MatMul", "*/mlp/fc2/MatMul")},
         center_activations=True,
         quantize_outputs=False,
     ),
-    "av-fbp": FamilyPolicy(
-        method="minmax",
-        kinds={"audio_video": {"logits": "logits"}, "audio_only": {"logits": "logits"}},
-    ),
+    "av-fbp": FamilyPolicy(method="minmax"),
+    "scene-cocoer": FamilyPolicy(method="minmax"),
     "dialog-m2fnet": FamilyPolicy(
         method="minmax",
-        kinds={
-            "text_encoder": {"embeddings": "embedding"},
-            "audio_encoder": {"audio_features": "embedding"},
-            "visual_encoder": {"visual_features": "embedding"},
-            "dialog": {"logits": "logits"},
-        },
         # BERT layers: the FFN output projection (input = GELU of the 4x-wide layer) and
         # the attention score products; patterns fit the tiny BERT and MiniLM alike.
         exclude_nodes={
@@ -175,24 +140,16 @@ _STATIC: dict[str, FamilyPolicy] = {
 
 
 def policy_for(manifest: Manifest) -> FamilyPolicy:
-    """The family's policy; its kinds must name every output of every graph."""
-    if manifest.family == "scene-cocoer":
-        policy = FamilyPolicy(method="minmax", kinds=_cocoer_kinds(manifest))
-    elif manifest.family in _STATIC:
-        policy = _STATIC[manifest.family]
-    else:
+    """The family's policy, with the output kinds the bundle's manifest declares."""
+    if manifest.family not in _STATIC:
         raise EdgeSDKError(
-            f"no INT8 policy for family {manifest.family!r}; known: "
-            f"{sorted([*_STATIC, 'scene-cocoer'])}"
+            f"no INT8 policy for family {manifest.family!r}; known: {sorted(_STATIC)}"
         )
+    policy = replace(
+        _STATIC[manifest.family], kinds={g.name: g.output_kinds() for g in manifest.graphs}
+    )
     for graph in manifest.graphs:
-        declared = set(policy.kinds.get(graph.name, {}))
         outputs = {t.name for t in graph.outputs}
-        if declared != outputs:
-            raise EdgeSDKError(
-                f"INT8 policy of {manifest.family} declares outputs {sorted(declared)} for "
-                f"graph {graph.name!r}, which has {sorted(outputs)}"
-            )
         inputs = {t.name for t in graph.inputs}
         for output, mask in policy.masks.get(graph.name, {}).items():
             if output not in outputs or mask not in inputs:

@@ -20,8 +20,8 @@ DEFAULT_FAMILY = "face-fer7"
 # Bump when the exporter writes different graphs for the same weights (e.g. another ONNX
 # form of a layer): a cache keyed by the SDK version alone kept serving the old graphs to a
 # development install. Revision 4: MTCNN PReLU, face softmax and Caffe flatten in their
-# NCHWc-friendly forms.
-EXPORT_REVISION = 4
+# NCHWc-friendly forms. Revision 5: output kinds and per-kind parity rules in the manifest.
+EXPORT_REVISION = 5
 
 
 def cache_dir() -> Path:

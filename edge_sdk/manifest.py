@@ -24,6 +24,10 @@ PRECISIONS = frozenset({"fp32", "fp16", "int8"})
 # (calibration.cpu_int8); GPU providers and TensorRT read the symmetric "any" form.
 CPU_INT8_TARGET = "cpu"
 DTYPES = frozenset({"float32", "float16", "int64", "int32", "uint8", "bool"})
+# How a graph output is read (parity rules in edge_sdk.parity, INT8 gate, verify).
+OUTPUT_KINDS = frozenset(
+    {"logits", "probabilities", "binary", "regression", "embedding", "multilabel_logits"}
+)
 
 
 @dataclass(frozen=True)
@@ -46,10 +50,16 @@ class TensorSpec:
     name: str
     dtype: str
     shape: tuple[int | str, ...]
+    kind: str | None = None  # outputs only: one of OUTPUT_KINDS
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ManifestError(f"tensor {self.name!r}: unknown dtype {self.dtype!r}")
+        if self.kind is not None and self.kind not in OUTPUT_KINDS:
+            raise ManifestError(
+                f"tensor {self.name!r}: unknown output kind {self.kind!r}; "
+                f"known: {sorted(OUTPUT_KINDS)}"
+            )
 
     @property
     def dynamic_dims(self) -> tuple[str, ...]:
@@ -80,6 +90,16 @@ class GraphSpec:
         unused = sorted(set(self.dims) - named)
         if unused:
             raise ManifestError(f"graph {self.name!r}: profiles for unknown dims: {unused}")
+
+    def output_kinds(self) -> dict[str, str]:
+        """How each output is read (``OUTPUT_KINDS``), as the family declared at export."""
+        missing = [t.name for t in self.outputs if t.kind is None]
+        if missing:
+            raise ManifestError(
+                f"graph {self.name!r}: outputs {missing} declare no kind (a bundle from an "
+                "older edge-sdk): re-export it"
+            )
+        return {t.name: str(t.kind) for t in self.outputs}
 
 
 @dataclass(frozen=True)
@@ -275,7 +295,13 @@ def _obj(value: Any) -> dict[str, Any]:
 def _tensor(data: Any) -> TensorSpec:
     data = _obj(data)
     shape = tuple(d if isinstance(d, str) else int(d) for d in _list(data["shape"]))
-    return TensorSpec(name=_str(data["name"]), dtype=_str(data["dtype"]), shape=shape)
+    kind = data.get("kind")
+    return TensorSpec(
+        name=_str(data["name"]),
+        dtype=_str(data["dtype"]),
+        shape=shape,
+        kind=None if kind is None else _str(kind),
+    )
 
 
 def _graph(data: Any) -> GraphSpec:

@@ -1,15 +1,18 @@
 """Export any registered family to a bundle: ONNX + safetensors per graph, checked for parity.
 
 Every graph is exported, checked by ``onnx.checker``, run through ONNX Runtime on the
-family's example inputs (at several dynamic sizes) and compared with the PyTorch module;
-a graph that disagrees beyond the family's tolerance fails the export. The measured
-figures go into the manifest.
+family's example inputs (at several dynamic sizes) and compared with the PyTorch module
+output by output, by the parity rule of each output's kind (:mod:`edge_sdk.parity`); a
+graph that disagrees beyond a rule fails the export. The rules and the measured figures
+go into the manifest.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +21,27 @@ from edge_sdk.bundle import BundleWriter, ModelBundle
 from edge_sdk.errors import ExportError
 from edge_sdk.manifest import Manifest
 from edge_sdk.models.families import BuiltGraph, FamilyBuild, get_family
-from export.onnx_export import OPSET, export_graph, max_abs_diff
+from edge_sdk.parity import DEFAULT_RULES, ParityCheck, check_parity, rules_to_manifest
+from export.onnx_export import OPSET, export_graph
 from runtimes.onnxruntime_backend import cpu_session
+
+
+@dataclass(frozen=True)
+class KernelPath:
+    """ONNX Runtime CPU session settings that select a kernel path (see ``cpu_session``)."""
+
+    name: str
+    threads: int | None = None
+    optimize: bool = True
+
+
+DEPLOYED = KernelPath("deployed")
+# Other kernel paths than this machine's default, as another CPU or thread count takes:
+# the export parity tests check every family under each.
+OTHER_KERNEL_PATHS = (
+    KernelPath("one-thread", threads=1),
+    KernelPath("unoptimised", optimize=False),
+)
 
 
 def _tool_versions() -> dict[str, str]:
@@ -48,15 +70,28 @@ def _torch_outputs(graph: BuiltGraph, feeds: dict[str, np.ndarray]) -> dict[str,
     return {t.name: v.numpy() for t, v in zip(graph.spec.outputs, values, strict=True)}
 
 
-def _onnx_parity(graph: BuiltGraph, onnx_bytes: bytes) -> float:
-    """Largest |torch - ORT| over the graph's example inputs."""
-    session = cpu_session(onnx_bytes)
-    worst = 0.0
-    for feeds in graph.examples:
-        ort = dict(
-            zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True)
-        )
-        worst = max(worst, max_abs_diff(_torch_outputs(graph, feeds), ort))
+def _onnx_parity(
+    graph: BuiltGraph, onnx_bytes: bytes, paths: Sequence[KernelPath]
+) -> dict[str, tuple[ParityCheck, str]]:
+    """The worst parity check of each output (and where it happened) over the graph's
+    example inputs and the given kernel paths."""
+    kinds = graph.spec.output_kinds()
+    worst: dict[str, tuple[ParityCheck, str]] = {}
+    references = [_torch_outputs(graph, feeds) for feeds in graph.examples]
+    for path in paths:
+        session = cpu_session(onnx_bytes, threads=path.threads, optimize=path.optimize)
+        names = [o.name for o in session.get_outputs()]
+        for index, (feeds, reference) in enumerate(zip(graph.examples, references, strict=True)):
+            ort = dict(zip(names, session.run(None, feeds), strict=True))
+            for name, ref in reference.items():
+                if ort[name].shape != ref.shape:
+                    raise ExportError(
+                        f"{graph.spec.name}.{name}: ONNX Runtime shape {ort[name].shape} vs "
+                        f"PyTorch {ref.shape} on example {index}"
+                    )
+                check = check_parity(kinds[name], ref, ort[name])
+                if name not in worst or check.ratio > worst[name][0].ratio:
+                    worst[name] = (check, f"example {index}, {path.name} kernels")
     return worst
 
 
@@ -70,8 +105,29 @@ def _state_bytes(graph: BuiltGraph) -> bytes:
     )
 
 
-def write_bundle(family: str, build: FamilyBuild, out_dir: Path) -> ModelBundle:
-    """Write a FamilyBuild to ``out_dir`` (ONNX + safetensors per graph, manifest last)."""
+# on_step(done, total, step): called as each stage starts (see edge_sdk.reports.progress).
+StepCallback = Callable[[int, int, str], None]
+
+
+def _no_progress(done: int, total: int, step: str) -> None:
+    """The progress callback when nobody listens."""
+
+
+def write_bundle(
+    family: str,
+    build: FamilyBuild,
+    out_dir: Path,
+    kernel_paths: Sequence[KernelPath] = (DEPLOYED,),
+    on_step: StepCallback | None = None,
+) -> ModelBundle:
+    """Write a FamilyBuild to ``out_dir`` (ONNX + safetensors per graph, manifest last).
+
+    ``kernel_paths``: ONNX Runtime session settings parity must hold under (the tests add
+    :data:`OTHER_KERNEL_PATHS`). ``on_step`` hears of each stage (an export takes seconds
+    to minutes, so the command line shows them).
+    """
+    report = on_step or _no_progress
+    total = 2 * len(build.graphs) + 1
     tools = _tool_versions()
     writer = BundleWriter(out_dir)
     parity: dict[str, float] = {}
@@ -80,20 +136,30 @@ def write_bundle(family: str, build: FamilyBuild, out_dir: Path) -> ModelBundle:
         "edge_sdk.variant": build.variant,
         "edge_sdk.labels": json.dumps(build.labels),
     }
-    for graph in build.graphs:
+    for index, graph in enumerate(build.graphs):
+        report(2 * index, total, f"{graph.spec.name}: ONNX export")
         onnx_bytes = export_graph(
             graph.module,
             graph.spec,
             graph.examples[0],
             {**metadata, "edge_sdk.graph": graph.spec.name},
         )
-        diff = _onnx_parity(graph, onnx_bytes)
-        if not diff <= build.parity_tolerance:
+        report(2 * index + 1, total, f"{graph.spec.name}: parity against PyTorch")
+        checks = _onnx_parity(graph, onnx_bytes, kernel_paths)
+        failed = [
+            f"{name}: {check.describe()} at {where}"
+            for name, (check, where) in checks.items()
+            if not check.passed
+        ]
+        if failed:
             raise ExportError(
-                f"{family}/{graph.spec.name}: ONNX Runtime differs from PyTorch by {diff:.3g} "
-                f"(tolerance {build.parity_tolerance:g})"
+                f"{family}/{graph.spec.name}: ONNX Runtime differs from PyTorch beyond the "
+                f"parity rules (edge_sdk.parity): {'; '.join(failed)}"
             )
-        parity[f"{graph.spec.name}.onnx_fp32_max_abs"] = diff
+        parity[f"{graph.spec.name}.onnx_fp32_max_abs"] = max(c.max_abs for c, _ in checks.values())
+        for name, (check, _) in checks.items():
+            parity[f"{graph.spec.name}.{name}.max_abs"] = check.max_abs
+            parity[f"{graph.spec.name}.{name}.ratio"] = check.ratio
         writer.add(
             f"{graph.spec.name}.onnx",
             onnx_bytes,
@@ -108,6 +174,7 @@ def write_bundle(family: str, build: FamilyBuild, out_dir: Path) -> ModelBundle:
             graph=graph.spec.name,
             built_with=tools,
         )
+    report(total - 1, total, "writing the manifest")
     manifest = Manifest(
         family=family,
         variant=build.variant,
@@ -118,7 +185,7 @@ def write_bundle(family: str, build: FamilyBuild, out_dir: Path) -> ModelBundle:
         weights=build.weights,
         provenance={"exporter": "edge_sdk export", **{f"tool.{k}": v for k, v in tools.items()}},
         parity=parity,
-        config={**build.config, "parity_tolerance": build.parity_tolerance},
+        config={**build.config, "parity_rules": rules_to_manifest(DEFAULT_RULES)},
     )
     return writer.finish(manifest)
 
@@ -128,20 +195,24 @@ def export_family(
     out_dir: str | Path,
     checkpoint: str | Path | None = None,
     config: str | Path | None = None,
+    kernel_paths: Sequence[KernelPath] = (DEPLOYED,),
+    on_step: StepCallback | None = None,
 ) -> ModelBundle:
     """Build the family's modules (default or given weights) and write a verified bundle.
 
     ``config`` (a size name or JSON file) applies to families trained with our own code
-    when no checkpoint is given; a checkpoint carries its own config.
+    when no checkpoint is given; a checkpoint carries its own config. ``on_step`` hears of
+    each stage (:func:`write_bundle`).
     """
     family = get_family(name)
     weights = Path(checkpoint) if checkpoint else None
+    if family.recipe is None and config is not None:
+        raise ExportError(f"{name} takes its architecture from its weights, not --config")
+    (on_step or _no_progress)(0, 0, "building the PyTorch modules")
     if family.recipe is not None:
         from edge_sdk.models.training import build_from_checkpoint
 
         build = build_from_checkpoint(family, weights, config or "edge")
     else:
-        if config is not None:
-            raise ExportError(f"{name} takes its architecture from its weights, not --config")
         build = family.build(weights)
-    return write_bundle(family.name, build, Path(out_dir))
+    return write_bundle(family.name, build, Path(out_dir), kernel_paths, on_step)

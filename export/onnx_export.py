@@ -56,15 +56,3 @@ def export_graph(
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"graph {graph.name!r} fails onnx.checker: {exc}") from exc
     return model.SerializeToString()
-
-
-def max_abs_diff(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> float:
-    """Largest element-wise difference over every output both dicts share."""
-    worst = 0.0
-    for name, ref in reference.items():
-        other = candidate[name]
-        if ref.shape != other.shape:
-            raise ExportError(f"output {name!r}: shape {other.shape} vs reference {ref.shape}")
-        if ref.size:
-            worst = max(worst, float(np.max(np.abs(ref.astype(np.float64) - other))))
-    return worst

@@ -73,15 +73,22 @@ def session_options(onnxruntime: Any) -> Any:
     return options
 
 
-def cpu_session(model: bytes) -> Any:
+def cpu_session(model: bytes, *, threads: int | None = None, optimize: bool = True) -> Any:
     """A bare ONNX Runtime CPU session of ``model`` bytes, set up as the runtime sets up its
     own, for the tools that run graphs outside a bundle (export parity, calibration, its
-    gate and timings): what they measure is then what deployment runs."""
+    gate and timings): what they measure is then what deployment runs.
+
+    ``threads`` and ``optimize=False`` (graph optimisations disabled) pick other kernel
+    paths, as another CPU or thread count would; the export parity tests run both.
+    """
     import onnxruntime
 
-    return onnxruntime.InferenceSession(
-        model, session_options(onnxruntime), providers=["CPUExecutionProvider"]
-    )
+    options = session_options(onnxruntime)
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    if not optimize:
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from edge_sdk.checks.verify import (
 from edge_sdk.cli import app
 from edge_sdk.manifest import DimRange, GraphSpec, TensorSpec
 from edge_sdk.models.families import families
+from edge_sdk.parity import rules_from_manifest
 from edge_sdk.reports.html import check_page, png_size
 
 runner = CliRunner()
@@ -126,7 +127,8 @@ def test_verify_passes_on_the_default_face_bundle(face_bundle, device) -> None:
     compared = {(c.graph, c.backend, c.precision) for c in result.candidates}
     assert {(g, "ort-cpu", "fp32") for g in graphs} <= compared
     for cand in result.candidates:
-        assert cand.tolerance.atol == 1e-5 and "manifest" in cand.tolerance.source
+        rules = cand.tolerance.rules
+        assert rules["probabilities"].atol == 1e-5 and "manifest" in cand.tolerance.source
         names = {o.output for o in cand.outputs}
         assert names == {t.name for t in face_bundle.manifest.graph(cand.graph).outputs}
         for out in cand.outputs:
@@ -241,7 +243,7 @@ def test_int8_thresholds_come_from_the_manifest(face_bundle, tmp_path) -> None:
     tol = tolerance_for(manifest, "classifier", "int8")
     assert (tol.min_agreement, tol.max_prob_diff) == (0.5, 0.4)
     assert tol.source == "manifest config.tolerances"
-    assert tolerance_for(manifest, "classifier", "fp32").atol == 1e-5
+    assert tolerance_for(manifest, "classifier", "fp32").rules["probabilities"].atol == 1e-5
 
 
 def test_data_npz_with_labels_gives_metric_deltas(face_bundle, device, tmp_path) -> None:
@@ -282,9 +284,8 @@ def test_verify_passes_for_each_tiny_family(family, device, tmp_path) -> None:
     result = verify(bundle, device, sizes=("opt", "min"))
     assert result.passed, result.failures()
     assert {c.graph for c in result.candidates} == {g.name for g in bundle.manifest.graphs}
-    assert all(
-        c.tolerance.atol == bundle.manifest.config["parity_tolerance"] for c in result.candidates
-    )
+    declared = rules_from_manifest(bundle.manifest.config)
+    assert all(c.tolerance.rules == declared for c in result.candidates)
 
 
 # --------------------------------------------------------------------------- unit checks

@@ -7,9 +7,12 @@ by output, over the same feeds. The result is a structured object; nothing is pr
 
 How an output is judged depends on the candidate's precision:
 
-- FP32 / FP16: element-wise, ``|candidate - reference| <= atol + rtol * |reference|`` for
-  every element (NumPy's ``isclose`` rule). FP32 takes the family's export tolerance from
-  the manifest (``config.parity_tolerance``: 1e-5 face, 1e-4 larger families); FP16 1e-2.
+- FP32: element-wise by the parity rule of each output's kind, the same rules export
+  checked (:mod:`edge_sdk.parity`, written into the manifest as ``config.parity_rules``):
+  ``|candidate - reference| <= atol + rtol * scale``, scale 1 for probabilities and the
+  output's peak ``|reference|`` for logits, regression and embeddings.
+- FP16: element-wise, ``|candidate - reference| <= atol + rtol * |reference|`` for every
+  element (NumPy's ``isclose`` rule), 1e-2.
 - INT8: by what the output's consumers see, as the calibration gate does (top-1 agreement
   and max probability difference for class scores, decision agreement for scores,
   concordance for regression, cosine for embeddings), with the thresholds the manifest's
@@ -32,11 +35,11 @@ from edge_sdk.checks.feeds import DEFAULT_MAX_ELEMENTS, SIZES, FeedSet, feeds_fo
 from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import EdgeSDKError
 from edge_sdk.manifest import GraphSpec, Manifest
+from edge_sdk.parity import ParityRule, check_parity, rules_from_manifest
 from runtimes.base import Session, get_backend
 from runtimes.selection import Candidate, rank_candidates
 
 REFERENCE_BACKEND = "torch"
-DEFAULT_FP32_TOLERANCE = 1e-5  # reliability.md: FP32 vs torch 1e-5 when a bundle says nothing
 FP16_TOLERANCE = 1e-2
 # INT8 defaults when a bundle's calibration record has no thresholds (calibration.gate's).
 INT8_DEFAULTS = {
@@ -75,19 +78,31 @@ class Tolerance:
     min_cosine: float | None = None
     max_metric_drop: float | None = None
     source: str = "default"
+    rules: dict[str, ParityRule] | None = None
 
     @property
     def elementwise(self) -> bool:
         """Whether outputs are judged element by element."""
-        return self.atol is not None or self.rtol is not None
+        return self.atol is not None or self.rtol is not None or self.rules is not None
+
+    def element_rule(self, kind: str) -> ParityRule:
+        """The element-wise rule for an output of ``kind``."""
+        if self.rules is not None:
+            return self.rules[kind]
+        return ParityRule(self.atol or 0.0, self.rtol or 0.0, "element")
 
     def describe(self) -> str:
         """Short form for tables: ``atol=1e-05 rtol=1e-05 (manifest ...)``."""
         parts = [
             f"{key}={value:g}"
             for key, value in asdict(self).items()
-            if key not in ("precision", "source") and value is not None
+            if key not in ("precision", "source", "rules") and value is not None
         ]
+        if self.rules is not None:
+            parts += [
+                f"{kind}: atol={r.atol:g} rtol={r.rtol:g}x{r.scale}"
+                for kind, r in sorted(self.rules.items())
+            ]
         return f"{' '.join(parts)} ({self.source})"
 
 
@@ -106,9 +121,14 @@ class ToleranceOverrides:
         keys = ["min_agreement", "max_prob_diff", "max_metric_drop"]
         if tolerance.elementwise:
             keys += ["atol", "rtol"]
-        changes = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        changes: dict[str, Any] = {
+            k: getattr(self, k) for k in keys if getattr(self, k) is not None
+        }
         if not changes:
             return tolerance
+        if tolerance.rules is not None and ("atol" in changes or "rtol" in changes):
+            # --atol/--rtol replace the per-kind rules with NumPy's element-wise rule.
+            changes = {"atol": 0.0, "rtol": 0.0, **changes, "rules": None}
         return replace(tolerance, **changes, source=f"{tolerance.source}, overridden")
 
 
@@ -118,8 +138,9 @@ def tolerance_for(
     """The tolerance a (graph, precision) is judged by: manifest figures, then overrides.
 
     Lookup: ``config.tolerances[<graph>.<precision>]`` or ``config.tolerances[<precision>]``
-    (explicit per-bundle figures) else, by precision, ``config.parity_tolerance`` (FP32),
-    1e-2 (FP16), the calibration record's gate thresholds (INT8).
+    (explicit per-bundle figures) else, by precision, the parity rules per output kind
+    (FP32, ``config.parity_rules``), 1e-2 (FP16), the calibration record's gate thresholds
+    (INT8).
     """
     explicit = manifest.config.get("tolerances", {})
     declared = explicit.get(f"{graph}.{precision}") or explicit.get(precision)
@@ -128,15 +149,10 @@ def tolerance_for(
         fields = {k: float(v) for k, v in declared.items() if k in numeric}
         tolerance = Tolerance(precision, **fields, source="manifest config.tolerances")
     elif precision == "fp32":
-        value = manifest.config.get("parity_tolerance")
-        if value is None:
-            tolerance = Tolerance(
-                precision, DEFAULT_FP32_TOLERANCE, DEFAULT_FP32_TOLERANCE, source="default fp32"
-            )
-        else:
-            tolerance = Tolerance(
-                precision, float(value), float(value), source="manifest parity_tolerance"
-            )
+        source = "manifest parity_rules" if "parity_rules" in manifest.config else "default"
+        tolerance = Tolerance(
+            precision, rules=rules_from_manifest(manifest.config), source=f"{source} by kind"
+        )
     elif precision == "fp16":
         tolerance = Tolerance(precision, FP16_TOLERANCE, FP16_TOLERANCE, source="default fp16")
     else:
@@ -148,28 +164,8 @@ def tolerance_for(
 
 
 def output_kinds(manifest: Manifest, graph: GraphSpec) -> dict[str, str]:
-    """How each output of ``graph`` is read: the family's INT8 policy when it has one.
-
-    Without a policy, an output whose last axis has one entry per label is ``logits``
-    (softmax before comparing probabilities; argmax is unchanged if it already holds
-    probabilities), anything else ``regression``.
-    """
-    try:
-        from calibration.policy import policy_for
-
-        kinds = policy_for(manifest).kinds.get(graph.name, {})
-    except (ImportError, EdgeSDKError):
-        kinds = {}
-    labels = len(manifest.labels)
-    out = {}
-    for spec in graph.outputs:
-        if spec.name in kinds:
-            out[spec.name] = kinds[spec.name]
-        elif len(spec.shape) >= 2 and spec.shape[-1] == labels:
-            out[spec.name] = "logits"
-        else:
-            out[spec.name] = "regression"
-    return out
+    """How each output of ``graph`` is read, as the family declared it at export."""
+    return graph.output_kinds()
 
 
 @dataclass(frozen=True)
@@ -369,7 +365,8 @@ def compare_output(
     worst_ratio: float | None = 0.0 if tolerance.elementwise else None
     worst_size = ""
     elements = non_finite = ref_non_finite = 0
-    atol, rtol = tolerance.atol or 0.0, tolerance.rtol or 0.0
+    rule = tolerance.element_rule(kind)
+    atol, rtol = rule.atol, rule.rtol
     for size, ref, new in pairs:
         if ref.shape != new.shape:
             failures.append(f"shape {new.shape} != reference {ref.shape} at {size}")
@@ -390,9 +387,7 @@ def compare_output(
             magnitude = np.abs(ref64[finite])
             max_rel = max(max_rel, float((diff / np.maximum(magnitude, REL_FLOOR)).max()))
             if worst_ratio is not None:
-                allowed = atol + rtol * magnitude
-                ratio = diff / np.maximum(allowed, np.finfo(np.float64).tiny)
-                worst_ratio = max(worst_ratio, float(ratio.max()))
+                worst_ratio = max(worst_ratio, check_parity(kind, ref64, new64, rule).ratio)
         if finite.all():
             ref_rows.append(as_rows(ref64, kind))
             new_rows.append(as_rows(new64, kind))
@@ -403,7 +398,8 @@ def compare_output(
     if worst_ratio is not None and worst_ratio > 1.0:
         failures.append(
             f"max |diff| {max_abs:.3g} at {worst_size} exceeds atol {atol:g} + rtol {rtol:g} "
-            f"* |ref| ({worst_ratio:.3g}x the allowed error)"
+            f"* {'|ref|' if rule.scale == 'element' else rule.scale} "
+            f"({worst_ratio:.3g}x the allowed error)"
         )
     figures: dict[str, float] = {}
     metric_delta = None

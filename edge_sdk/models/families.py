@@ -39,7 +39,6 @@ class FamilyBuild:
     graphs: tuple[BuiltGraph, ...]
     preprocessing: dict[str, Preprocessing]
     weights: tuple[WeightSource, ...]
-    parity_tolerance: float
     config: dict[str, Any] = field(default_factory=dict)
 
 

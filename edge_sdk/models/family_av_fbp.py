@@ -318,7 +318,7 @@ def export_build(model: AvFbpModel, config: AvFbpConfig) -> FamilyBuild:
     mel = config.mel()
     frames = DimRange(*(mel_frames(s, mel) for s in AUDIO_SECONDS))
     mel_spec = TensorSpec("mel", "float32", ("batch", 1, config.n_mels, "frames"))
-    logits = TensorSpec("logits", "float32", ("batch", len(AFEW_LABELS)))
+    logits = TensorSpec("logits", "float32", ("batch", len(AFEW_LABELS)), kind="logits")
     as_json = dataclasses.asdict(config)
     state = model.state_dict()
     both_examples, audio_examples = _examples(config)
@@ -360,7 +360,6 @@ def export_build(model: AvFbpModel, config: AvFbpConfig) -> FamilyBuild:
         graphs=tuple(graphs),
         preprocessing={},
         weights=(),
-        parity_tolerance=1e-4,
         config={
             "pipeline": FAMILY,
             "model": as_json,

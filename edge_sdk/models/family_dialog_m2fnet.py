@@ -344,7 +344,9 @@ def graph_specs(config: M2FNetConfig) -> dict[str, GraphSpec]:
                 TensorSpec("input_ids", "int64", ("utterances", "tokens")),
                 TensorSpec("attention_mask", "int64", ("utterances", "tokens")),
             ),
-            outputs=(TensorSpec("embeddings", "float32", ("utterances", config.text_dim)),),
+            outputs=(TensorSpec(
+                    "embeddings", "float32", ("utterances", config.text_dim), kind="embedding"
+                ),),
             dims={
                 "utterances": utt,
                 "tokens": DimRange(1, min(40, positions), positions),
@@ -358,7 +360,9 @@ def graph_specs(config: M2FNetConfig) -> dict[str, GraphSpec]:
                 TensorSpec("mel", "float32", ("utterances", config.n_mels, "frames")),
                 TensorSpec("mel_mask", "float32", ("utterances", "frames")),
             ),
-            outputs=(TensorSpec("audio_features", "float32", ("utterances", config.audio_dim)),),
+            outputs=(TensorSpec(
+                    "audio_features", "float32", ("utterances", config.audio_dim), kind="embedding"
+                ),),
             dims={
                 "utterances": utt,
                 "frames": DimRange(1, min(300, config.max_audio_frames), config.max_audio_frames),
@@ -376,7 +380,12 @@ def graph_specs(config: M2FNetConfig) -> dict[str, GraphSpec]:
                 TensorSpec("face_mask", "float32", ("utterances", "frames", "faces")),
             ),
             outputs=(
-                TensorSpec("visual_features", "float32", ("utterances", config.visual_dim)),
+                TensorSpec(
+                    "visual_features",
+                    "float32",
+                    ("utterances", config.visual_dim),
+                    kind="embedding",
+                ),
             ),
             dims={
                 "utterances": utt,
@@ -400,7 +409,12 @@ def graph_specs(config: M2FNetConfig) -> dict[str, GraphSpec]:
                 TensorSpec("utterance_mask", "float32", ("dialogs", "utterances")),
             ),
             outputs=(
-                TensorSpec("logits", "float32", ("dialogs", "utterances", config.num_classes)),
+                TensorSpec(
+                    "logits",
+                    "float32",
+                    ("dialogs", "utterances", config.num_classes),
+                    kind="logits",
+                ),
             ),
             dims={"dialogs": DimRange(1, 1, 32), "utterances": utt},
             config=kwargs,
@@ -435,7 +449,6 @@ def export_build(model: M2FNet, config: M2FNetConfig) -> FamilyBuild:
             ),
         },
         weights=(minilm_source(),) if config.text_model == "minilm" else (),
-        parity_tolerance=1e-4,
         config={
             "pipeline": FAMILY,
             "model": dataclasses.asdict(config),

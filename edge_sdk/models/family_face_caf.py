@@ -311,8 +311,8 @@ def export_build(model: CafModel, config: CafConfig) -> FamilyBuild:
         architecture="face_caf_regressor",
         inputs=(TensorSpec("face", "float32", ("batch", 3, size, size)),),
         outputs=(
-            TensorSpec("valence_arousal", "float32", ("batch", 2)),
-            TensorSpec("features", "float32", ("batch", config.feature_dim)),
+            TensorSpec("valence_arousal", "float32", ("batch", 2), kind="regression"),
+            TensorSpec("features", "float32", ("batch", config.feature_dim), kind="embedding"),
         ),
         dims={"batch": DimRange(1, 8, 64)},
         config=dataclasses.asdict(config),
@@ -327,7 +327,6 @@ def export_build(model: CafModel, config: CafConfig) -> FamilyBuild:
         graphs=(BuiltGraph(spec, module.eval(), examples),),
         preprocessing={"face": preprocessing_for(config)},
         weights=(),
-        parity_tolerance=1e-4,
         config={"pipeline": FAMILY, "model": dataclasses.asdict(config), "outputs": list(LABELS)},
     )
 

@@ -247,8 +247,8 @@ def export_build(model: ExpClipModel, config: ExpClipConfig) -> FamilyBuild:
         architecture="face-expclip_zero_shot",
         inputs=(TensorSpec("image", "float32", ("batch", 3, size, size)),),
         outputs=(
-            TensorSpec("logits", "float32", ("batch", k)),
-            TensorSpec("embedding", "float32", ("batch", config.proj_dim)),
+            TensorSpec("logits", "float32", ("batch", k), kind="logits"),
+            TensorSpec("embedding", "float32", ("batch", config.proj_dim), kind="embedding"),
         ),
         dims={"batch": BATCH},
         config=graph_config,
@@ -264,7 +264,6 @@ def export_build(model: ExpClipModel, config: ExpClipConfig) -> FamilyBuild:
         graphs=(BuiltGraph(spec, module.eval(), examples),),
         preprocessing={"face": face},
         weights=clip_weight_sources(config),
-        parity_tolerance=1e-4,
         config={
             "pipeline": FAMILY,
             "model": graph_config,

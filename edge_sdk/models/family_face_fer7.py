@@ -58,8 +58,10 @@ def detector_graphs() -> tuple[BuiltGraph, ...]:
             architecture="mtcnn_pnet",
             inputs=(TensorSpec("image", "float32", (1, 3, "height", "width")),),
             outputs=(
-                TensorSpec("offsets", "float32", (1, 4, "map_height", "map_width")),
-                TensorSpec("prob", "float32", (1, "map_height", "map_width")),
+                TensorSpec(
+                    "offsets", "float32", (1, 4, "map_height", "map_width"), kind="regression"
+                ),
+                TensorSpec("prob", "float32", (1, "map_height", "map_width"), kind="binary"),
             ),
             dims={"height": DimRange(12, 360, 4096), "width": DimRange(12, 360, 4096)},
         ),
@@ -68,8 +70,8 @@ def detector_graphs() -> tuple[BuiltGraph, ...]:
             architecture="mtcnn_rnet",
             inputs=(TensorSpec("image", "float32", ("batch", 3, 24, 24)),),
             outputs=(
-                TensorSpec("offsets", "float32", ("batch", 4)),
-                TensorSpec("prob", "float32", ("batch",)),
+                TensorSpec("offsets", "float32", ("batch", 4), kind="regression"),
+                TensorSpec("prob", "float32", ("batch",), kind="binary"),
             ),
             dims={"batch": DimRange(1, 32, 256)},
         ),
@@ -78,9 +80,9 @@ def detector_graphs() -> tuple[BuiltGraph, ...]:
             architecture="mtcnn_onet",
             inputs=(TensorSpec("image", "float32", ("batch", 3, 48, 48)),),
             outputs=(
-                TensorSpec("offsets", "float32", ("batch", 4)),
-                TensorSpec("prob", "float32", ("batch",)),
-                TensorSpec("landmarks", "float32", ("batch", 10)),
+                TensorSpec("offsets", "float32", ("batch", 4), kind="regression"),
+                TensorSpec("prob", "float32", ("batch",), kind="binary"),
+                TensorSpec("landmarks", "float32", ("batch", 10), kind="regression"),
             ),
             dims={"batch": DimRange(1, 8, 256)},
         ),
@@ -147,7 +149,9 @@ def build_face_fer7(checkpoint: Path | None) -> FamilyBuild:
             name="classifier",
             architecture="mini_xception",
             inputs=(TensorSpec("image", "float32", ("batch", 1, size, size)),),
-            outputs=(TensorSpec("probabilities", "float32", ("batch", classes)),),
+            outputs=(
+                TensorSpec("probabilities", "float32", ("batch", classes), kind="probabilities"),
+            ),
             dims={"batch": DimRange(1, 1, 64)},
             config=config,
         ),
@@ -160,7 +164,6 @@ def build_face_fer7(checkpoint: Path | None) -> FamilyBuild:
         graphs=(*detector_graphs(), classifier),
         preprocessing={"detector": DETECTOR_PREPROCESSING, "classifier": CLASSIFIER_PREPROCESSING},
         weights=(*(f.source() for f in MTCNN_FILES.values()), classifier_source),
-        parity_tolerance=1e-5,
         config={"pipeline": "face", "detector": DETECTOR_CONFIG},
     )
 

@@ -432,13 +432,19 @@ def export_build(model: CocoErModel, config: CocoErConfig) -> FamilyBuild:
         config.clip_image_size,
     )
     window = ("batch", 3, size, size)
+    # Multi-label (EMOTIC) scores are per-class sigmoids; CAER-S is one softmax decision.
+    level_kind = "multilabel_logits" if config.multi_label else "logits"
+    pseudo_kind = "binary" if config.multi_label else "probabilities"
     levels_spec = GraphSpec(
         name="levels",
         architecture="scene-cocoer_levels",
         inputs=tuple(TensorSpec(m, "float32", window) for m in WINDOW_NAMES),
         outputs=(
-            *(TensorSpec(name, "float32", ("batch", d)) for name in LEVEL_OUTPUTS),
-            TensorSpec("level_logits", "float32", ("batch", len(WINDOW_NAMES), k)),
+            *(
+                TensorSpec(name, "float32", ("batch", d), kind="embedding")
+                for name in LEVEL_OUTPUTS
+            ),
+            TensorSpec("level_logits", "float32", ("batch", len(WINDOW_NAMES), k), kind=level_kind),
         ),
         dims={"batch": BATCH},
         config=values,
@@ -448,8 +454,8 @@ def export_build(model: CocoErModel, config: CocoErConfig) -> FamilyBuild:
         architecture="scene-cocoer_alignment",
         inputs=(TensorSpec("image", "float32", ("batch", 3, clip, clip)),),
         outputs=(
-            TensorSpec("y_t", "float32", ("batch", k)),
-            TensorSpec("z_t", "float32", ("batch", d)),
+            TensorSpec("y_t", "float32", ("batch", k), kind=pseudo_kind),
+            TensorSpec("z_t", "float32", ("batch", d), kind="embedding"),
         ),
         dims={"batch": BATCH},
         config=values,
@@ -471,7 +477,6 @@ def export_build(model: CocoErModel, config: CocoErConfig) -> FamilyBuild:
         ),
         preprocessing={"windows": windows_preprocessing(config), "image": clip_preprocessing(clip)},
         weights=clip_weight_sources(config),
-        parity_tolerance=1e-4,
         config={
             "pipeline": FAMILY,
             "model": values,
