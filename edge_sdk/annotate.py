@@ -12,6 +12,8 @@ from edge_sdk.pipelines.face import FacePrediction
 
 _BOX_BGR = (40, 200, 40)
 _POINT_BGR = (0, 160, 255)
+# Formats an annotated image may be written in, by file extension.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def draw_faces(rgb: np.ndarray, prediction: FacePrediction) -> np.ndarray:
@@ -41,8 +43,24 @@ def draw_faces(rgb: np.ndarray, prediction: FacePrediction) -> np.ndarray:
     return canvas
 
 
+def check_image_path(path: Path) -> None:
+    """Refuse a target whose extension names no image format we write, before any work
+    (OpenCV would raise its own error only once the image is drawn)."""
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS or not cv2.haveImageWriter(f"image{suffix}"):
+        raise InputError(
+            f"cannot write an annotated image to {path}: {suffix or 'no extension'} is not "
+            f"an image format; use one of {', '.join(IMAGE_EXTENSIONS)}"
+        )
+
+
 def write_annotated(path: Path, rgb: np.ndarray, prediction: FacePrediction) -> None:
-    """Write the annotated image; the extension picks the format (.png, .jpg)."""
+    """Write the annotated image; the extension picks the format (:data:`IMAGE_EXTENSIONS`)."""
+    check_image_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), draw_faces(rgb, prediction)):
-        raise InputError(f"cannot write annotated image to {path} (unknown extension?)")
+    try:
+        written = cv2.imwrite(str(path), draw_faces(rgb, prediction))
+    except cv2.error as exc:
+        raise InputError(f"cannot write an annotated image to {path}: {exc}") from exc
+    if not written:
+        raise InputError(f"cannot write an annotated image to {path}")

@@ -21,15 +21,18 @@ calls, and the pipelines keep no per-call state.
 
 from __future__ import annotations
 
+import inspect
+import math
+import numbers
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, overload
 
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo, DeviceProbe
-from edge_sdk.errors import BundleError, InputError
+from edge_sdk.errors import BundleError, ClosedError, InputError
 from edge_sdk.pipelines.audio_video import AudioPrediction
 from edge_sdk.pipelines.common import Timer
 from edge_sdk.pipelines.detector import PNET_CELL, MTCNNDetector
@@ -52,6 +55,10 @@ from runtimes.base import Session
 __all__ = ["Prediction", "QueueFullError", "Recognizer", "load"]
 
 BundleSource = str | os.PathLike[str] | ModelBundle
+_CLOSED = (
+    "this Recognizer is closed (close() or the end of its with-block); "
+    "open a new one with edge_sdk.load()"
+)
 
 
 @dataclass(frozen=True)
@@ -122,9 +129,25 @@ class Recognizer:
         pipelines (INT8 calibration records what each graph sees through it); the shared
         detector of another bundle is not wrapped.
         """
-        opened = [bundles] if isinstance(bundles, ModelBundle) else list(bundles)
+        check_executor_options(workers, max_queue, queue_timeout)  # before opening anything
+        if isinstance(bundles, ModelBundle):
+            opened = [bundles]
+        elif isinstance(bundles, Iterable) and not isinstance(bundles, (str, bytes, Mapping)):
+            opened = list(bundles)
+        else:
+            raise InputError(
+                f"Recognizer takes an opened ModelBundle or a list of them, got "
+                f"{type(bundles).__name__} (edge_sdk.load() opens bundle directories)"
+            )
         if not opened:
             raise BundleError("a Recognizer needs at least one bundle")
+        for item in opened:
+            if not isinstance(item, ModelBundle):
+                raise InputError(
+                    f"Recognizer takes opened ModelBundles, got {type(item).__name__} "
+                    "(edge_sdk.load() opens bundle directories)"
+                )
+        self._closed = False
         self.bundles = tuple(opened)
         self.bundle = opened[0]
         self.device = device or DeviceProbe().probe()
@@ -212,14 +235,32 @@ class Recognizer:
 
     @property
     def backends(self) -> dict[str, str]:
-        """Which backend/precision runs each graph, as ``{"family/graph": "backend/prec"}``."""
+        """Which backend/precision runs each graph, as ``{"family/graph": "backend/prec"}``.
+
+        The shared detector's graphs are listed once, as ``detector/<graph>``, also when
+        they belong to a loaded face-fer7 bundle.
+        """
         out = {f"detector/{g}": b for g, b in self._detector_backends.items()}
         for pipeline in self.pipelines:
-            out.update({f"{pipeline.family}/{g}": b for g, b in pipeline.backends.items()})
+            owns_detector = self._detector is not None and (
+                getattr(pipeline, "detector", None) is self._detector
+            )
+            out.update(
+                {
+                    f"{pipeline.family}/{g}": b
+                    for g, b in pipeline.backends.items()
+                    if not (owns_detector and g in self._detector_backends)
+                }
+            )
         return out
 
     def close(self) -> None:
-        """Finish admitted calls, stop the worker threads and any sidecar a pipeline started."""
+        """Finish admitted calls, stop the worker threads and any sidecar a pipeline started.
+
+        Later calls of ``predict`` raise :class:`~edge_sdk.errors.ClosedError`; closing
+        twice is harmless.
+        """
+        self._closed = True
         self._executor.shutdown()
         for pipeline in self.pipelines:
             if hasattr(pipeline, "close"):
@@ -286,11 +327,28 @@ class Recognizer:
         if all(v is None for v in given.values()):
             raise InputError("predict() needs an input: predict(face=image), scene=, audio=, ...")
         if all(v is None for k, v in given.items() if k != "face"):
-            return self._executor.run(self._face, face, color)
-        return self._executor.run(self._predict, given, color)
+            return self._run(self._face, face, color)
+        return self._run(self._predict, given, color)
+
+    def _refuse_closed(self) -> None:
+        if self._closed:
+            raise ClosedError(_CLOSED)
+
+    def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` on the executor; a closed Recognizer is a ClosedError, also when
+        ``close()`` wins a race with this call."""
+        self._refuse_closed()
+        try:
+            future = self._executor.submit(fn, *args)
+        except RuntimeError as exc:  # the pool refuses new work once shut down
+            if self._closed:
+                raise ClosedError(_CLOSED) from exc
+            raise
+        return future.result()
 
     def open_dialog(self) -> RunningDialog:
         """A dialog to grow with ``add(utterance)``; each call re-scores it (module docs)."""
+        self._refuse_closed()
         return RunningDialog(self._pipeline("dialog"))
 
     def _pipeline(self, modality: str) -> Any:
@@ -370,6 +428,66 @@ class Recognizer:
         return pipeline.predict(to_utterances(dialog))
 
 
+def check_executor_options(workers: Any, max_queue: Any, queue_timeout: Any) -> None:
+    """Refuse executor settings that cannot work, as an InputError naming the value, before
+    any bundle is opened or exported (the executor's own check would come after that)."""
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
+        raise InputError(f"workers must be an integer >= 1, got {workers!r}")
+    if isinstance(max_queue, bool) or not isinstance(max_queue, numbers.Integral) or max_queue < 0:
+        raise InputError(f"max_queue must be an integer >= 0, got {max_queue!r}")
+    if queue_timeout is not None and (
+        isinstance(queue_timeout, bool)
+        or not isinstance(queue_timeout, numbers.Real)
+        or not 0 <= queue_timeout < math.inf
+    ):
+        raise InputError(
+            f"queue_timeout must be None (wait as long as it takes) or finite seconds >= 0, "
+            f"got {queue_timeout!r}"
+        )
+
+
+def _sources(bundle: Any) -> list[BundleSource]:
+    """``load``'s bundle argument as a list, every item a path or an opened bundle."""
+    kinds = (str, os.PathLike, ModelBundle)
+    if isinstance(bundle, kinds):
+        return [bundle]
+    if isinstance(bundle, (bytes, bytearray, Mapping)) or not isinstance(bundle, Iterable):
+        raise InputError(
+            "load() takes a bundle directory (str or os.PathLike), a ModelBundle or a list "
+            f"of them; got {type(bundle).__name__}"
+        )
+    sources = list(bundle)
+    for item in sources:
+        if not isinstance(item, kinds):
+            raise InputError(
+                "load() takes bundle directories (str or os.PathLike) or ModelBundles; got "
+                f"{type(item).__name__} in the list"
+            )
+    return sources
+
+
+def _digest_pins(digest: str | Sequence[str | None] | None, count: int) -> list[str | None]:
+    """``load``'s digest argument as one pin (or None) per bundle."""
+    if digest is None:
+        return [None] * count
+    pins = [digest] if isinstance(digest, str) else list(digest)
+    if len(pins) != count:
+        raise InputError(
+            f"load() got {len(pins)} digests for {count} bundles: give one digest per bundle "
+            "(None where any will do)"
+        )
+    return pins
+
+
+def _open_pinned(source: BundleSource, pin: str | None) -> ModelBundle:
+    """Open ``source``; with ``pin``, refuse it (BundleError) unless its digest is ``pin``."""
+    if not isinstance(source, ModelBundle):
+        return ModelBundle.load(Path(source), digest=pin)
+    if pin is not None:
+        source.check_digest(pin)
+    return source
+
+
 def load(
     bundle: BundleSource | Sequence[BundleSource] | None = None,
     *,
@@ -377,6 +495,7 @@ def load(
     precision: str | None = None,
     device: DeviceInfo | None = None,
     with_default: bool = False,
+    digest: str | Sequence[str | None] | None = None,
     **options: Any,
 ) -> Recognizer:
     """Open one or several bundle directories (default: the built-in face-fer7 bundle).
@@ -389,19 +508,30 @@ def load(
         device: a probed DeviceInfo; None probes this machine.
         with_default: also load the default face-fer7 bundle, first (face categories and
             the detector next to other families).
+        digest: pin the bundle(s): ``sha256:<hex>`` as ``edge-sdk doctor`` prints it, one
+            per given bundle (a list, None where any will do), or the default bundle's when
+            ``bundle`` is None. Any other bundle is refused with a BundleError.
         options: passed to :class:`Recognizer` (detector, workspace, workers, max_queue,
             queue_timeout, min_face).
     """
+    accepted = inspect.signature(Recognizer.__init__).parameters
+    known = [n for n, p in accepted.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise InputError(f"load() got unknown options {unknown}; it takes {known}")
+    check_executor_options(
+        *(options.get(k, accepted[k].default) for k in ("workers", "max_queue", "queue_timeout"))
+    )
     if bundle is None:
         sources: list[BundleSource] = []
         with_default = True
-    elif isinstance(bundle, (str, os.PathLike, ModelBundle)):
-        sources = [bundle]
     else:
-        sources = list(bundle)
-    opened = [b if isinstance(b, ModelBundle) else ModelBundle.load(Path(b)) for b in sources]
+        sources = _sources(bundle)
+    pins = _digest_pins(digest, max(len(sources), 1))
+    opened = [_open_pinned(b, pin) for b, pin in zip(sources, pins, strict=False)]
     if with_default:
         from edge_sdk.defaults import default_bundle
 
-        opened.insert(0, default_bundle())
+        default = default_bundle()
+        opened.insert(0, default if sources else _open_pinned(default, pins[0]))
     return Recognizer(opened, device, backend=backend, precision=precision, **options)

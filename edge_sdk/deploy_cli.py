@@ -15,6 +15,7 @@ from rich.table import Table
 
 from edge_sdk.cli import _fail, app, console
 from edge_sdk.errors import EdgeSDKError
+from edge_sdk.reports.tables import fit
 
 
 def _gate_table(result: object) -> Table:
@@ -85,14 +86,14 @@ def calibrate(
                 cpu_int8=cpu_int8,
             )
     except GateFailedError as exc:
-        console.print(_gate_table(exc.result))
+        console.print(fit(_gate_table(exc.result)))
         raise _fail(exc) from exc
     except EdgeSDKError as exc:
         raise _fail(exc) from exc
     if as_json:
         console.print_json(json.dumps(result.record.__dict__, default=str))
         return
-    console.print(_gate_table(result))
+    console.print(fit(_gate_table(result)))
     for graph in result.graphs:
         if graph.cpu is not None:
             console.print(
@@ -141,9 +142,14 @@ def build(
 @app.command()
 def doctor(
     bundle: Annotated[Path | None, typer.Option(help="Also check this bundle.")] = None,
+    digest: Annotated[
+        str | None, typer.Option(help="With --bundle: require this digest (sha256:...).")
+    ] = None,
 ) -> None:
     """Health check: the device probe, the backends, and (optionally) a bundle's hashes.
 
+    With ``--bundle`` it prints the bundle's digest on a line of its own (``digest:
+    sha256:...``), the value that ``--digest`` and ``edge_sdk.load(..., digest=...)`` pin.
     Exit code 0 when every check passes; the Jetson image runs it as its HEALTHCHECK.
     """
     from edge_sdk.bundle import ModelBundle
@@ -159,14 +165,19 @@ def doctor(
         table.add_row(f"backend {backend.name}", "ok" if backend.is_available() else "absent")
     if not any(b.is_available() for b in all_backends() if b.automatic):
         problems.append("no deployment backend is importable (install onnxruntime)")
+    opened = None
     if bundle is not None:
         try:
-            opened = ModelBundle.load(bundle)
+            opened = ModelBundle.load(bundle, digest=digest)
             table.add_row("bundle", f"{opened.manifest.family}: every hash verified")
         except EdgeSDKError as exc:
             problems.append(f"bundle: {exc}")
+    elif digest is not None:
+        problems.append("--digest needs --bundle")
     for problem in problems:
         table.add_row("[red]problem[/]", problem)
-    console.print(table)
+    console.print(fit(table))
+    if opened is not None:
+        console.print(f"digest: {opened.digest}", highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(code=1)

@@ -56,9 +56,23 @@ class SidecarProtocolError(SidecarError):
     """A sidecar message is malformed, oversized or of an unsupported protocol version."""
 
 
+class SidecarBusyError(SidecarUnavailableError):
+    """The sidecar is alive but at its connection limit (the client backed off and retried)."""
+
+
+class SidecarAuthError(SidecarError):
+    """The sidecar's peer runs as another user, or its socket sits where another user could
+    replace it: the peer is not trusted (restarting would not help)."""
+
+
 class QueueFullError(EdgeSDKError):
     """Every worker of a Recognizer is busy and its waiting queue is full (after the timeout)."""
 
 
 class CalibrationError(EdgeSDKError):
     """INT8 calibration cannot proceed (too little data) or its result failed the gate."""
+
+
+class ClosedError(EdgeSDKError):
+    """The object was closed (``Recognizer.close()`` or the end of its ``with`` block) and
+    cannot run anything any more; open a new one."""

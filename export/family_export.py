@@ -137,14 +137,14 @@ def write_bundle(
         "edge_sdk.labels": json.dumps(build.labels),
     }
     for index, graph in enumerate(build.graphs):
-        report(2 * index, total, f"{graph.spec.name}: ONNX export")
+        report(2 * index, total, f"ONNX export of {graph.spec.name}")
         onnx_bytes = export_graph(
             graph.module,
             graph.spec,
             graph.examples[0],
             {**metadata, "edge_sdk.graph": graph.spec.name},
         )
-        report(2 * index + 1, total, f"{graph.spec.name}: parity against PyTorch")
+        report(2 * index + 1, total, f"parity of {graph.spec.name} against PyTorch")
         checks = _onnx_parity(graph, onnx_bytes, kernel_paths)
         failed = [
             f"{name}: {check.describe()} at {where}"

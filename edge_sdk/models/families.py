@@ -121,7 +121,17 @@ def families() -> tuple[Family, ...]:
 
 
 def get_family(name: str) -> Family:
-    """Look a family up by name; unknown names list the known ones."""
+    """Look a family up by name; unknown names list the known ones.
+
+    The family's own module (``family_<name>.py``) is imported first: looking one family
+    up, e.g. to refuse an option it does not take, must not import every other family's
+    PyTorch code (seconds on a small device).
+    """
+    own = f"{FAMILY_MODULE_PREFIX}{name.replace('-', '_')}"
+    if own.isidentifier() and (Path(__file__).parent / f"{own}.py").is_file():
+        importlib.import_module(f"edge_sdk.models.{own}")
+    if name in _FAMILIES:
+        return _FAMILIES[name]
     known = {f.name: f for f in families()}
     if name not in known:
         raise EdgeSDKError(f"unknown family {name!r}; known: {sorted(known)}")

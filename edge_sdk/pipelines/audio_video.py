@@ -11,7 +11,10 @@ Frames without a face are left out (the exported graph takes an unpadded clip); 
 no face at all, or a call without video, runs the ``audio_only`` graph (the bundle's
 documented fallback) and the result says why. Longer clips than the graph's profile are
 subsampled evenly to its ``video_frames`` maximum; audio must lie within the ``frames``
-profile (0.5 to 8 s for the shipped configs), else InputError.
+profile (0.5 to 8 s for the shipped configs), else InputError. Before any resampling a clip
+is also held to ``max_audio_seconds`` (default
+:data:`~edge_sdk.preprocess.audio.MAX_AUDIO_SECONDS`; a constructor argument and attribute), so
+a hostile rate or length is refused before the front-end allocates for it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from edge_sdk.pipelines.common import Timer, describe, open_graphs, softmax
 from edge_sdk.pipelines.detector import Detections
 from edge_sdk.pipelines.face import FaceHead, categories
 from edge_sdk.pipelines.registry import register_pipeline
-from edge_sdk.preprocess.audio import AudioInput, MelConfig, audio_log_mel
+from edge_sdk.preprocess.audio import MAX_AUDIO_SECONDS, AudioInput, MelConfig, audio_log_mel
 from edge_sdk.preprocess.video import subsample
 from runtimes.base import Session
 
@@ -91,10 +94,12 @@ class AudioVideoPipeline:
         backend: str | None = None,
         precision: str | None = None,
         wrap: Wrap | None = None,
+        max_audio_seconds: float = MAX_AUDIO_SECONDS,
     ) -> None:
         manifest = bundle.manifest
         self.family = manifest.family
         self.labels = manifest.labels
+        self.max_audio_seconds = max_audio_seconds
         config = manifest.config
         try:
             self.mel = MelConfig(**config["mel"])
@@ -119,7 +124,7 @@ class AudioVideoPipeline:
     def mel_features(self, audio: AudioInput, timer: Timer) -> np.ndarray:
         """(1, 1, n_mels, frames) checked against the graph's frames profile."""
         with timer("audio"):
-            mel = audio_log_mel(audio, self.mel)
+            mel = audio_log_mel(audio, self.mel, max_seconds=self.max_audio_seconds)
         frames, hop = mel.shape[1], self.mel.hop_length / self.mel.sample_rate
         if not self.frame_range.min <= frames <= self.frame_range.max:
             raise InputError(

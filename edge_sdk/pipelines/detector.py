@@ -36,6 +36,19 @@ not do, as measured:
   one test image to 0.94: O-Net picks among near-tied candidates, so only an exact
   pyramid keeps the results.
 * The image is converted to float32 once; the pyramid and both crop stages read it.
+* Large images (``max_side``, default :data:`DETECT_MAX_SIDE`) are detected on an
+  area-downscaled copy and the boxes and landmarks scaled back to the input's pixels; the
+  face heads still crop from the full image. The cascade's cost and memory grow with the
+  first pyramid level (0.6x the image's side at ``min_face`` 20): a 12 MP photo took 3-6 s
+  and 1.8 GB, mostly P-Net's activations over a 2400x1800 level, and from ~6800 px on a
+  side that level leaves P-Net's exported range (4096 px). Images within ``max_side``
+  are untouched, so their results stay bit-identical.
+* P-Net runs a level over :data:`PNET_STRIP_PIXELS` (~360x360) in overlapping strips
+  (:func:`pnet_strips`; the joined maps are the level's, bit for bit on ORT), so its
+  activations stay bounded whatever the level: on a 1920x1440 working copy P-Net's peak
+  fell from ~250-300 MB to ~100 MB at no measurable cost in time. Together, a 12 MP JPEG
+  end to end (``benchmarks/hostile_inputs.py``) takes 0.7-1.0 s and ~235 MB above its
+  starting RSS, an 8K array 0.4-0.8 s and ~165-185 MB (1.7-1.9x the frame).
 """
 
 from __future__ import annotations
@@ -57,6 +70,12 @@ from runtimes.base import Session
 
 PNET_STRIDE = 2
 PNET_CELL = 12
+# Longest side the cascade works on (Full HD frames run at full resolution); a larger
+# image is detected on a downscaled copy, so its smallest findable face grows in
+# proportion (min_face 20 -> 80 px on an 8K frame).
+DETECT_MAX_SIDE = 1920
+# Largest pyramid level (pixels) P-Net runs on in one call; larger ones go in strips.
+PNET_STRIP_PIXELS = 1 << 17
 _NMS_PAIRWISE_MAX = 1024  # 1024^2 float32 overlaps: 4 MB per temporary
 
 
@@ -67,7 +86,9 @@ class DetectorConfig:
     ``parallel`` resizes the pyramid levels on several cores; ``packed`` runs P-Net once
     over all levels packed on one canvas (see the module docstring for measurements).
     Neither changes a result; both off is the plain reference cascade that the
-    benchmark's PyTorch reference runs.
+    benchmark's PyTorch reference runs. ``max_side`` bounds the longest side the cascade
+    works on (larger images are detected on a downscaled copy, boxes mapped back); None
+    always works at full resolution, which P-Net's exported range limits to ~6800 px.
     """
 
     min_face: int = 20
@@ -76,6 +97,7 @@ class DetectorConfig:
     max_batch: int = 256
     packed: bool = False
     parallel: bool = True
+    max_side: int | None = DETECT_MAX_SIDE
 
 
 @dataclass(frozen=True)
@@ -349,6 +371,47 @@ def build_pyramid(
     return levels  # type: ignore[return-value]
 
 
+def pnet_strips(height: int, width: int) -> list[tuple[int, int]]:
+    """Row ranges ``[top, bottom)`` of a level for P-Net to run on one at a time.
+
+    P-Net's memory grows with its input (~200 bytes of activations per level pixel in ONNX
+    Runtime: ~200 MB for the first level of a 1920x1440 image), so a level over
+    :data:`PNET_STRIP_PIXELS` is cut into full-width strips that overlap by 10 rows and
+    start on even rows: every cell's 12x12 window then lies wholly inside one strip and
+    the joined maps are the whole level's (bit for bit on ONNX Runtime CPU). The last
+    strip ends at the level's edge and is never shorter than P-Net's 12-pixel window.
+    """
+    rows = max(PNET_CELL + PNET_STRIDE, PNET_STRIP_PIXELS // max(width, 1) // 2 * 2)
+    overlap = PNET_CELL - PNET_STRIDE
+    strips: list[tuple[int, int]] = []
+    top = 0
+    while height - top > rows and height - (top + rows - overlap) >= PNET_CELL:
+        strips.append((top, top + rows))
+        top += rows - overlap
+    strips.append((top, height))
+    return strips
+
+
+def _join_strips(
+    levels: list[np.ndarray],
+    pieces: list[tuple[int, tuple[int, int]]],
+    maps: list[tuple[np.ndarray, np.ndarray]],
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One (prob, offsets) per level from the maps of its strips, in order: of a strip that
+    does not end at the level's edge only the :func:`cell_count` rows whose windows lie
+    inside it are kept (the next strip starts at the first row it left out)."""
+    joined: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in levels]
+    for (i, (top, bottom)), (prob, offsets) in zip(pieces, maps, strict=True):
+        keep = prob.shape[0] if bottom == levels[i].shape[0] else cell_count(bottom - top)
+        joined[i].append((prob[:keep], offsets[:, :keep]))
+    return [
+        parts[0]
+        if len(parts) == 1
+        else (np.concatenate([p for p, _ in parts]), np.concatenate([o for _, o in parts], 1))
+        for parts in joined
+    ]
+
+
 def cell_count(side: int) -> int:
     """P-Net cells along one side of a level whose 12-pixel window lies inside the level.
 
@@ -435,24 +498,28 @@ class MTCNNDetector:
         return self.config.parallel and bool(getattr(session, "single_threaded", False))
 
     def _pnet(self, levels: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """P-Net's (prob, offsets) maps for every level: one call per level (fanned out when
-        the session allows), or one packed canvas for all of them (``packed``)."""
+        """P-Net's (prob, offsets) maps for every level: one call per level, or per strip
+        of a level larger than :data:`PNET_STRIP_PIXELS` (fanned out when the session
+        allows), or one packed canvas for all of them (``packed``)."""
         if self.config.packed and len(levels) > 1:
             return self._pnet_canvas(levels)
-        if not self._fans_out(self.pnet) or len(levels) < 2:
-            return [self._pnet_level(level) for level in levels]
-        parts = deal([lv.shape[0] * lv.shape[1] for lv in levels], shares(True))
-        maps: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(levels)
+        pieces = [(i, span) for i, lv in enumerate(levels) for span in pnet_strips(*lv.shape[:2])]
+        out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(pieces)
 
         def run(part: list[int]) -> None:
-            for i in part:
-                maps[i] = self._pnet_level(levels[i])
+            for k in part:
+                i, (top, bottom) = pieces[k]
+                out[k] = self._pnet_level(levels[i][top:bottom])
 
-        fan_out(run, parts)
-        return maps  # type: ignore[return-value]
+        if not self._fans_out(self.pnet) or len(pieces) < 2:
+            run(list(range(len(pieces))))
+        else:
+            weights = [(b - t) * levels[i].shape[1] for i, (t, b) in pieces]
+            fan_out(run, deal(weights, shares(True)))
+        return _join_strips(levels, pieces, out)  # type: ignore[arg-type]
 
     def _pnet_level(self, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """P-Net on one level alone (the reference way)."""
+        """P-Net on one level (or strip of a level) alone (the reference way)."""
         out = self.pnet.run({"image": _to_nchw(level[None], self.preprocessing)})
         return out["prob"][0], out["offsets"][0]
 
@@ -541,15 +608,20 @@ class MTCNNDetector:
         """All faces in an RGB uint8 image; an empty Detections when there is none.
 
         The image is converted to float32 once; the pyramid and both crop stages read
-        that copy. ``timings``, when given, receives milliseconds per sub-stage
-        (``pyramid``, ``pnet``, ``rnet``, ``onet``; a stage not reached is absent), which
-        the benchmark prints to show where the detector's time goes.
+        that copy. An image whose longer side exceeds ``config.max_side`` is first
+        area-downscaled to it, and the boxes and landmarks come back in ``image``'s
+        pixels. ``timings``, when given, receives milliseconds per sub-stage (``pyramid``,
+        which includes that downscale, ``pnet``, ``rnet``, ``onet``; a stage not reached is
+        absent), which the benchmark prints to show where the detector's time goes.
         """
         clock = _Clock(timings)
-        pixels = image.astype(np.float32)
+        work = working_copy(image, self.config.max_side)
+        pixels = work.astype(np.float32)
+        del work
         levels, scales = self._pyramid(pixels)
         clock("pyramid")
         boxes = self._propose(levels, scales)
+        del levels
         clock("pnet")
         if boxes.shape[0]:
             boxes = self._refine(pixels, boxes)
@@ -557,10 +629,40 @@ class MTCNNDetector:
         if boxes.shape[0]:
             found = self._finish(pixels, boxes)
             clock("onet")
-            return found
+            return to_input_pixels(found, pixels.shape, image.shape)
         return Detections(
             np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
         )
+
+
+def working_copy(image: np.ndarray, max_side: int | None) -> np.ndarray:
+    """``image`` itself when its longer side is within ``max_side`` (or no bound is set),
+    else an area-downscaled copy whose longer side is ``max_side``."""
+    height, width = image.shape[:2]
+    if max_side is None or max(height, width) <= max_side:
+        return image
+    ratio = max_side / max(height, width)
+    size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def to_input_pixels(
+    found: Detections, work_shape: tuple[int, ...], image_shape: tuple[int, ...]
+) -> Detections:
+    """Detections on a resized copy (``work_shape``) in the pixels of the original image.
+
+    Pixel centres are mapped as ``cv2.resize`` maps them, ``x = (x' + 0.5) / s - 0.5`` per
+    axis, and boxes are clipped to the image as on the copy. A copy of the image's own size
+    returns ``found`` unchanged.
+    """
+    (work_h, work_w), (height, width) = work_shape[:2], image_shape[:2]
+    if (work_h, work_w) == (height, width):
+        return found
+    scale = np.array([width / work_w, height / work_h], dtype=np.float64)
+    boxes = (found.boxes.reshape(-1, 2, 2) + 0.5) * scale - 0.5
+    boxes = np.clip(boxes.reshape(-1, 4), 0, [width - 1, height - 1, width - 1, height - 1])
+    landmarks = (found.landmarks + 0.5) * scale - 0.5
+    return Detections(boxes.astype(np.float32), found.scores, landmarks.astype(np.float32))
 
 
 class _Clock:

@@ -39,7 +39,7 @@ from edge_sdk.pipelines.common import Timer, describe, open_graphs, run_batched,
 from edge_sdk.pipelines.detector import MTCNNDetector
 from edge_sdk.pipelines.face import categories
 from edge_sdk.pipelines.registry import register_pipeline
-from edge_sdk.preprocess.audio import AudioInput, MelConfig, audio_log_mel
+from edge_sdk.preprocess.audio import MAX_AUDIO_SECONDS, AudioInput, MelConfig, audio_log_mel
 from edge_sdk.preprocess.face import face_tensor
 from edge_sdk.preprocess.video import VideoInput, load_frames, subsample
 from runtimes.base import Session
@@ -66,10 +66,14 @@ class Utterance:
     speaker: str | None = None
 
     @classmethod
-    def from_value(cls, value: Any, index: int, base: Path | None = None) -> Utterance:
+    def from_value(
+        cls, value: Any, index: int, base: Path | None = None, *, allow_outside: bool = False
+    ) -> Utterance:
         """An Utterance, a mapping with those keys (``video`` = ``frames``) or a string.
 
-        Relative file paths in a mapping are resolved against ``base`` (the JSONL's folder).
+        File paths in a mapping are resolved against ``base`` (the JSONL's folder) and, unless
+        ``allow_outside``, must stay inside it once ``..`` and symlinks are resolved: a dialog
+        file from elsewhere must not make the SDK read any file on the machine.
         """
         if isinstance(value, Utterance):
             return value
@@ -86,21 +90,38 @@ class Utterance:
         if "frames" in value and "video" in value:
             raise InputError(f"utterance {index}: give frames or video, not both")
 
-        def resolve(item: Any) -> Any:
-            if base is not None and isinstance(item, str):
-                return str(base / item)
-            if base is not None and isinstance(item, list):
-                return [resolve(v) for v in item]
-            return item
+        def resolve_path(item: Any, key: str) -> Any:
+            if base is None or not isinstance(item, str):
+                return item
+            path = base / item
+            if not allow_outside:
+                root = base.resolve()
+                if not path.resolve().is_relative_to(root):
+                    raise InputError(
+                        f"utterance {index}: {key} {item!r} lies outside the dialog's folder "
+                        f"{root} (allow it explicitly: allow_outside=True / "
+                        f"--allow-outside-media)"
+                    )
+            return str(path)
+
+        def resolve(key: str) -> Any:
+            item = value.get(key)
+            if isinstance(item, list):  # a list of frame files: one level, never nested
+                return [resolve_path(v, key) for v in item]
+            return resolve_path(item, key)
 
         text = value.get("text")
         if text is not None and not isinstance(text, str):
             raise InputError(f"utterance {index}: text must be a string")
         speaker = value.get("speaker")
+        if speaker is not None and (
+            isinstance(speaker, bool) or not isinstance(speaker, (str, int, float))
+        ):
+            raise InputError(f"utterance {index}: speaker must be a string or a number")
         return cls(
             text=text,
-            audio=resolve(value.get("audio")),
-            frames=resolve(value.get("frames", value.get("video"))),
+            audio=resolve("audio"),
+            frames=resolve("frames" if "frames" in value else "video"),
             speaker=None if speaker is None else str(speaker),
         )
 
@@ -194,10 +215,12 @@ class DialogPipeline:
         backend: str | None = None,
         precision: str | None = None,
         wrap: Wrap | None = None,
+        max_audio_seconds: float = MAX_AUDIO_SECONDS,
     ) -> None:
         manifest = bundle.manifest
         self.family = manifest.family
         self.labels = manifest.labels
+        self.max_audio_seconds = max_audio_seconds  # checked before any resampling
         config = manifest.config
         try:
             model = config["model"]
@@ -243,7 +266,9 @@ class DialogPipeline:
         mels = []
         for i in rows:
             try:
-                mel = audio_log_mel(utterances[i].audio, self.mel)
+                mel = audio_log_mel(
+                    utterances[i].audio, self.mel, max_seconds=self.max_audio_seconds
+                )
             except InputError as exc:
                 raise InputError(f"utterance {i}: {exc}") from exc
             if mel.shape[1] > self.max_audio_frames:
@@ -464,23 +489,49 @@ class RunningDialog:
             return self.pipeline.score(self._encoded)
 
 
-def read_dialog_jsonl(path: str | Path) -> list[Utterance]:
+MAX_DIALOG_BYTES = 16 * 1024 * 1024  # a dialog file is text and paths: refuse larger ones
+MAX_DIALOG_LINES = 10_000  # utterance lines (far above any graph's max_utterances)
+
+
+def read_dialog_jsonl(path: str | Path, *, allow_outside: bool = False) -> list[Utterance]:
     """A dialog file: one JSON object per line (``text``, ``audio``, ``frames``/``video``,
-    ``speaker``); blank lines are skipped; relative paths are relative to the file."""
+    ``speaker``); blank lines are skipped.
+
+    Media paths are relative to the file and must lie inside its folder unless
+    ``allow_outside`` (see :meth:`Utterance.from_value`). Files over ``MAX_DIALOG_BYTES`` or
+    ``MAX_DIALOG_LINES`` lines, bytes that are not UTF-8 and lines nested too deeply to parse
+    are InputErrors naming the file (and line).
+    """
     import json
 
     file = Path(path)
     if not file.is_file():
         raise InputError(f"{file}: no such dialog file")
+    if file.stat().st_size > MAX_DIALOG_BYTES:
+        raise InputError(f"{file}: larger than {MAX_DIALOG_BYTES} bytes; not a dialog file")
+    data = file.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"{file}:{line}: not UTF-8 text ({exc.reason})") from exc
     utterances = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
+        if len(utterances) == MAX_DIALOG_LINES:
+            raise InputError(f"{file}: more than {MAX_DIALOG_LINES} utterance lines")
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"{file}:{number}: not valid JSON ({exc.msg})") from exc
-        utterances.append(Utterance.from_value(value, len(utterances), file.parent))
+        except RecursionError as exc:
+            raise InputError(f"{file}:{number}: JSON nested too deeply") from exc
+        except ValueError as exc:  # e.g. an integer longer than Python converts
+            raise InputError(f"{file}:{number}: unreadable JSON value ({exc})") from exc
+        utterances.append(
+            Utterance.from_value(value, len(utterances), file.parent, allow_outside=allow_outside)
+        )
     if not utterances:
         raise InputError(f"{file}: a dialog needs at least one utterance (got 0)")
     return utterances

@@ -19,7 +19,13 @@ from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo
 from edge_sdk.manifest import Preprocessing
 from edge_sdk.pipelines.common import Timer, describe, open_graphs, run_batched
-from edge_sdk.pipelines.detector import Detections, DetectorConfig, MTCNNDetector, shares
+from edge_sdk.pipelines.detector import (
+    DETECT_MAX_SIDE,
+    Detections,
+    DetectorConfig,
+    MTCNNDetector,
+    shares,
+)
 from edge_sdk.pipelines.registry import register_pipeline
 from edge_sdk.preprocess.face import face_tensor
 from edge_sdk.preprocess.image import ImageInput, load_image
@@ -150,6 +156,7 @@ def open_detector(
 def _detector(bundle: ModelBundle, sessions: dict[str, Session]) -> MTCNNDetector:
     manifest = bundle.manifest
     detector_config = manifest.config.get("detector", {})
+    max_side = detector_config.get("max_side", DETECT_MAX_SIDE)  # None: full resolution
     return MTCNNDetector(
         sessions["pnet"],
         sessions["rnet"],
@@ -159,6 +166,7 @@ def _detector(bundle: ModelBundle, sessions: dict[str, Session]) -> MTCNNDetecto
             min_face=int(detector_config.get("min_face", 20)),
             scale_factor=float(detector_config.get("scale_factor", 0.709)),
             thresholds=tuple(detector_config.get("thresholds", (0.6, 0.7, 0.7))),
+            max_side=None if max_side is None else int(max_side),
         ),
     )
 
