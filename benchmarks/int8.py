@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,10 @@ def prepare_recipe(
         model = recipe.make_model(config).eval()
     start = time.perf_counter()
     out = work / f"{name}-{config_name}"
-    write_bundle(name, recipe.export_build(model, config), out)
+    build = recipe.export_build(model, config)
+    if not trained:
+        build = replace(build, weights_state="untrained")
+    write_bundle(name, build, out)
     seconds["export"] = time.perf_counter() - start
     start = time.perf_counter()
     count = 400 if trained else 160

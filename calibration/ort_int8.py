@@ -357,7 +357,14 @@ def calibrate_bundle(
     )
     result = CalibrationResult(tuple(results), record, None)
     if not result.passed and not force:
-        raise GateFailedError(_failure_message(result), result)
+        message = _failure_message(result)
+        if bundle.manifest.untrained:
+            message += (
+                "\n  the bundle holds untrained (random) weights (exported with --untrained): "
+                "their outputs are near-constant, so INT8 cannot reproduce their tiny spread; "
+                "calibrate a trained bundle"
+            )
+        raise GateFailedError(message, result)
     return replace(result, bundle=_write(bundle, models, record))
 
 

@@ -22,6 +22,7 @@ calls, and the pipelines keep no per-call state.
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import numbers
 import os
@@ -51,6 +52,8 @@ from edge_sdk.preprocess.audio import AudioInput
 from edge_sdk.preprocess.image import ImageInput
 from edge_sdk.preprocess.video import VideoInput, load_frames
 from runtimes.base import Session
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Prediction", "QueueFullError", "Recognizer", "load"]
 
@@ -87,6 +90,24 @@ class Prediction:
         return out
 
 
+def refuse_untrained(bundles: Sequence[ModelBundle], allow: bool) -> None:
+    """BundleError for a bundle of random weights, unless ``allow`` (then a warning).
+
+    Why: such a bundle answers confidently and means nothing (every face got the same
+    valence/arousal); sizes and latency are all it is good for.
+    """
+    untrained = [f"{b.manifest.family} ({b.root})" for b in bundles if b.manifest.untrained]
+    if not untrained:
+        return
+    if not allow:
+        raise BundleError(
+            f"{', '.join(untrained)}: untrained (random) weights, exported with --untrained; "
+            "its predictions mean nothing. Train it (edge-sdk train) and export with "
+            "--checkpoint, or pass allow_untrained=True / --allow-untrained for latency work"
+        )
+    log.warning("running untrained (random) weights: %s", ", ".join(untrained))
+
+
 class Recognizer:
     """Runs the bundles' pipelines on the best backend of this device (see module docs).
 
@@ -106,6 +127,8 @@ class Recognizer:
             bundle's (20, MTCNN's published setting). The pyramid starts at 12/min_face,
             so detection time falls roughly with its square: a kiosk whose users stand
             close can trade small faces for speed (measured: 40 about halves it).
+        allow_untrained: open bundles exported with ``--untrained`` (random weights) for
+            latency work, with a warning; refused otherwise (:func:`refuse_untrained`).
     """
 
     def __init__(
@@ -122,6 +145,7 @@ class Recognizer:
         queue_timeout: float | None = None,
         wrap: Callable[[str, Session], Session] | None = None,
         min_face: int | None = None,
+        allow_untrained: bool = False,
     ) -> None:
         """Open every bundle's pipeline once.
 
@@ -147,6 +171,7 @@ class Recognizer:
                     f"Recognizer takes opened ModelBundles, got {type(item).__name__} "
                     "(edge_sdk.load() opens bundle directories)"
                 )
+        refuse_untrained(opened, allow_untrained)
         self._closed = False
         self.bundles = tuple(opened)
         self.bundle = opened[0]

@@ -323,6 +323,9 @@ def predict(
         int | None,
         typer.Option(help="Smallest face side in pixels (default 20); larger is faster."),
     ] = None,
+    allow_untrained: Annotated[
+        bool, typer.Option(help="Run bundles exported --untrained (random weights; latency).")
+    ] = False,
     digest: Annotated[
         list[str] | None,
         typer.Option(
@@ -362,6 +365,7 @@ def predict(
             precision=precision,
             min_face=min_face,
             digest=digest or None,
+            allow_untrained=allow_untrained,
         )
         if streaming:
             _stream(recognizer, camera if camera is not None else video, annotate,
@@ -488,6 +492,10 @@ def export(
     config: Annotated[
         str | None, typer.Option(help="Size (tiny, edge) or JSON file, for our own families.")
     ] = None,
+    untrained: Annotated[
+        bool,
+        typer.Option(help="No checkpoint: export random weights (sizes/latency; marked so)."),
+    ] = False,
 ) -> None:
     """Export a family to an ONNX bundle (checked against PyTorch before it is written)."""
     from edge_sdk.reports.progress import progress_steps
@@ -501,7 +509,9 @@ def export(
         ) from exc
     try:
         with progress_steps(f"export {family}", errors, lines=True) as on_step:
-            bundle = export_family(family, out, checkpoint, config, on_step=on_step)
+            bundle = export_family(
+                family, out, checkpoint, config, on_step=on_step, untrained=untrained
+            )
     except EdgeSDKError as exc:
         raise _fail(exc) from exc
     table = Table(title=f"{family} -> {bundle.root}")

@@ -234,6 +234,12 @@ class Manifest:
                         f"({graph.name}/{out.name}, {out.kind}) scores {last} classes"
                     )
 
+    @property
+    def untrained(self) -> bool:
+        """True when the exporter marked the weights as a random initialisation
+        (``provenance.weights_state``; bundles from before the mark say nothing)."""
+        return self.provenance.get("weights_state") == "untrained"
+
     def graph(self, name: str) -> GraphSpec:
         """The graph called ``name``; raises ManifestError when the bundle has none."""
         for g in self.graphs:

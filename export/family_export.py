@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sdk.bundle import BundleWriter, ModelBundle
+from edge_sdk.bundle import BundleWriter, ModelBundle, sha256_file
 from edge_sdk.errors import ExportError
 from edge_sdk.manifest import Manifest
 from edge_sdk.models.families import BuiltGraph, FamilyBuild, get_family
@@ -119,6 +119,7 @@ def write_bundle(
     out_dir: Path,
     kernel_paths: Sequence[KernelPath] = (DEPLOYED,),
     on_step: StepCallback | None = None,
+    provenance: dict[str, str] | None = None,
 ) -> ModelBundle:
     """Write a FamilyBuild to ``out_dir`` (ONNX + safetensors per graph, manifest last).
 
@@ -183,7 +184,12 @@ def write_bundle(
         artifacts=(),
         preprocessing=build.preprocessing,
         weights=build.weights,
-        provenance={"exporter": "edge_sdk export", **{f"tool.{k}": v for k, v in tools.items()}},
+        provenance={
+            "exporter": "edge_sdk export",
+            "weights_state": build.weights_state,
+            **(provenance or {}),
+            **{f"tool.{k}": v for k, v in tools.items()},
+        },
         parity=parity,
         config={**build.config, "parity_rules": rules_to_manifest(DEFAULT_RULES)},
     )
@@ -197,17 +203,30 @@ def export_family(
     config: str | Path | None = None,
     kernel_paths: Sequence[KernelPath] = (DEPLOYED,),
     on_step: StepCallback | None = None,
+    untrained: bool = False,
 ) -> ModelBundle:
     """Build the family's modules (default or given weights) and write a verified bundle.
 
     ``config`` (a size name or JSON file) applies to families trained with our own code
     when no checkpoint is given; a checkpoint carries its own config. ``on_step`` hears of
     each stage (:func:`write_bundle`).
+
+    A family trained with edge-sdk's code has no weights without a checkpoint: exporting
+    its random initialisation takes ``untrained=True`` (sizes, latency, parity), and the
+    bundle says so (``provenance.weights_state``), so that loading it for predictions is
+    refused unless asked for explicitly.
     """
     family = get_family(name)
     weights = Path(checkpoint) if checkpoint else None
     if family.recipe is None and config is not None:
         raise ExportError(f"{name} takes its architecture from its weights, not --config")
+    if family.recipe is not None and weights is None and not untrained:
+        raise ExportError(
+            f"{name} has no trained weights without a checkpoint: train it "
+            f"(edge-sdk train {name} --out ckpt.safetensors --data FORMAT:PATH) and export "
+            "with --checkpoint, or pass --untrained (untrained=True) to export its random "
+            "initialisation for size, latency and parity work"
+        )
     (on_step or _no_progress)(0, 0, "building the PyTorch modules")
     if family.recipe is not None:
         from edge_sdk.models.training import build_from_checkpoint
@@ -215,4 +234,5 @@ def export_family(
         build = build_from_checkpoint(family, weights, config or "edge")
     else:
         build = family.build(weights)
-    return write_bundle(family.name, build, Path(out_dir), kernel_paths, on_step)
+    provenance = {"checkpoint_sha256": sha256_file(weights)} if weights is not None else {}
+    return write_bundle(family.name, build, Path(out_dir), kernel_paths, on_step, provenance)

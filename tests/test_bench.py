@@ -130,7 +130,7 @@ def test_bench_cli_table_json_and_report(face_bundle, tmp_path, monkeypatch) -> 
 def test_bench_tiny_audio_family_sweeps_frames(device, tmp_path) -> None:
     from export.family_export import export_family
 
-    bundle = export_family("av-fbp", tmp_path / "bundle", config="tiny")
+    bundle = export_family("av-fbp", tmp_path / "bundle", config="tiny", untrained=True)
     result = bench(bundle, device, warmup=0, runs=2, batches=(1, 2), sweep_points=3)
     dims = {(s.graph, s.dim) for s in result.sweeps}
     assert ("audio_only", "frames") in dims and ("audio_video", "video_frames") in dims

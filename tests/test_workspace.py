@@ -371,7 +371,7 @@ def test_exported_bundle_graph_outputs_feed_the_workspace(tmp_path) -> None:
 
     from export.family_export import export_family
 
-    bundle = export_family("scene-cocoer", tmp_path / "scene", None, "tiny")
+    bundle = export_family("scene-cocoer", tmp_path / "scene", None, "tiny", untrained=True)
     rng = np.random.default_rng(10)
     feeds = {}
     for graph in bundle.manifest.graphs:

@@ -30,6 +30,12 @@ class BuiltGraph:
     examples: tuple[dict[str, np.ndarray], ...]
 
 
+# Where a bundle's weights came from (manifest ``provenance.weights_state``): trained with
+# edge-sdk's code (a checkpoint or a model handed to the exporter), a published pretrained
+# model, or random initialisation (for size, latency and parity work only).
+WEIGHTS_STATES = ("trained", "pretrained", "untrained")
+
+
 @dataclass(frozen=True)
 class FamilyBuild:
     """Everything an exporter needs for one bundle of a family."""
@@ -40,6 +46,7 @@ class FamilyBuild:
     preprocessing: dict[str, Preprocessing]
     weights: tuple[WeightSource, ...]
     config: dict[str, Any] = field(default_factory=dict)
+    weights_state: str = "trained"  # one of WEIGHTS_STATES
 
 
 @dataclass(frozen=True)

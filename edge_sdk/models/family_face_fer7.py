@@ -165,6 +165,7 @@ def build_face_fer7(checkpoint: Path | None) -> FamilyBuild:
         preprocessing={"detector": DETECTOR_PREPROCESSING, "classifier": CLASSIFIER_PREPROCESSING},
         weights=(*(f.source() for f in MTCNN_FILES.values()), classifier_source),
         config={"pipeline": "face", "detector": DETECTOR_CONFIG},
+        weights_state="pretrained" if checkpoint is None else "trained",
     )
 
 

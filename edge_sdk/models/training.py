@@ -133,7 +133,8 @@ def train(
 def build_from_checkpoint(
     family: Family, checkpoint: Path | None, config: Any = "edge"
 ) -> FamilyBuild:
-    """FamilyBuild from a checkpoint, or from an untrained model of ``config`` when None."""
+    """FamilyBuild from a checkpoint, or from an untrained model of ``config`` when None
+    (marked ``weights_state="untrained"``, so no bundle hides it)."""
     import torch
 
     recipe = _recipe(family)
@@ -141,6 +142,6 @@ def build_from_checkpoint(
         resolved = resolve_config(recipe, config)
         torch.manual_seed(0)
         model = recipe.make_model(resolved).eval()
-    else:
-        model, resolved = load_checkpoint(checkpoint, family)
+        return dataclasses.replace(recipe.export_build(model, resolved), weights_state="untrained")
+    model, resolved = load_checkpoint(checkpoint, family)
     return recipe.export_build(model, resolved)
