@@ -22,8 +22,18 @@ SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 
 # "onnx-data": the external weights file of an ONNX artifact (the model names it, the
 # manifest hashes it; edge_sdk.bundle checks every such reference).
+# "reference": the export examples and PyTorch's outputs for them (edge_sdk.reference_outputs).
 ARTIFACT_FORMATS = frozenset(
-    {"onnx", "onnx-data", "safetensors", "tensorrt", "calibration-cache", "timing-cache", "json"}
+    {
+        "onnx",
+        "onnx-data",
+        "safetensors",
+        "tensorrt",
+        "calibration-cache",
+        "timing-cache",
+        "json",
+        "reference",
+    }
 )
 PRECISIONS = frozenset({"fp32", "fp16", "int8"})
 # ``Artifact.target`` of the U8S8 INT8 ONNX made for ONNX Runtime's CPU kernels

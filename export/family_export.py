@@ -22,6 +22,12 @@ from edge_sdk.errors import ExportError
 from edge_sdk.manifest import Manifest
 from edge_sdk.models.families import BuiltGraph, FamilyBuild, get_family
 from edge_sdk.parity import DEFAULT_RULES, ParityCheck, check_parity, rules_to_manifest
+from edge_sdk.reference_outputs import (
+    REFERENCE_FORMAT,
+    RecordedExample,
+    encode_examples,
+    reference_path,
+)
 from export.onnx_export import OPSET, export_graph
 from runtimes.onnxruntime_backend import cpu_session
 
@@ -71,13 +77,15 @@ def _torch_outputs(graph: BuiltGraph, feeds: dict[str, np.ndarray]) -> dict[str,
 
 
 def _onnx_parity(
-    graph: BuiltGraph, onnx_bytes: bytes, paths: Sequence[KernelPath]
+    graph: BuiltGraph,
+    onnx_bytes: bytes,
+    paths: Sequence[KernelPath],
+    references: Sequence[dict[str, np.ndarray]],
 ) -> dict[str, tuple[ParityCheck, str]]:
     """The worst parity check of each output (and where it happened) over the graph's
-    example inputs and the given kernel paths."""
+    example inputs (``references``: PyTorch's outputs for them) and the kernel paths."""
     kinds = graph.spec.output_kinds()
     worst: dict[str, tuple[ParityCheck, str]] = {}
-    references = [_torch_outputs(graph, feeds) for feeds in graph.examples]
     for path in paths:
         session = cpu_session(onnx_bytes, threads=path.threads, optimize=path.optimize)
         names = [o.name for o in session.get_outputs()]
@@ -146,7 +154,8 @@ def write_bundle(
             {**metadata, "edge_sdk.graph": graph.spec.name},
         )
         report(2 * index + 1, total, f"parity of {graph.spec.name} against PyTorch")
-        checks = _onnx_parity(graph, onnx_bytes, kernel_paths)
+        references = [_torch_outputs(graph, feeds) for feeds in graph.examples]
+        checks = _onnx_parity(graph, onnx_bytes, kernel_paths, references)
         failed = [
             f"{name}: {check.describe()} at {where}"
             for name, (check, where) in checks.items()
@@ -172,6 +181,17 @@ def write_bundle(
             f"{graph.spec.name}.safetensors",
             _state_bytes(graph),
             format="safetensors",
+            graph=graph.spec.name,
+            built_with=tools,
+        )
+        recorded = [
+            RecordedExample(dict(feeds), outputs)
+            for feeds, outputs in zip(graph.examples, references, strict=True)
+        ]
+        writer.add(
+            reference_path(graph.spec.name),
+            encode_examples(recorded),
+            format=REFERENCE_FORMAT,
             graph=graph.spec.name,
             built_with=tools,
         )

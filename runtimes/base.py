@@ -76,6 +76,7 @@ _BACKEND_MODULES = (
     "runtimes.onnxruntime_backend",
     "runtimes.tensorrt_backend",
     "runtimes.torch_backend",
+    "runtimes.recorded_backend",
 )
 
 

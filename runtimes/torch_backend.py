@@ -72,7 +72,10 @@ class TorchBackend:
     formats: frozenset[str] = frozenset({"safetensors"})
 
     def is_available(self) -> bool:
-        return importlib.util.find_spec("torch") is not None
+        try:
+            return importlib.util.find_spec("torch") is not None
+        except (ImportError, ValueError):  # blocked, or a broken install
+            return False
 
     def supports(self, graph: GraphSpec, artifact: Artifact, device: DeviceInfo) -> Support:
         if not self.is_available():

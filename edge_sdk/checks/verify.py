@@ -1,9 +1,13 @@
 """verify(): the same inputs through every runnable (backend, precision) of a bundle.
 
-Like Polygraphy's comparator: each graph gets one reference run (the PyTorch module when
-torch is installed, else the most conservative ONNX Runtime FP32 candidate) and every other
-usable candidate from :func:`runtimes.selection.rank_candidates` is compared with it, output
-by output, over the same feeds. The result is a structured object; nothing is printed.
+Like Polygraphy's comparator: each graph gets one reference run and every other usable
+candidate from :func:`runtimes.selection.rank_candidates` is compared with it, output by
+output, over the same feeds. The reference is the PyTorch module when torch is installed;
+on a device without torch (a Jetson, a kiosk) the PyTorch outputs the bundle recorded at
+export (:mod:`edge_sdk.reference_outputs`), fed their own recorded inputs, so on-device
+runtimes, TensorRT included, are still judged against PyTorch; only for ``--data`` feeds or
+a bundle without recorded outputs, the most conservative ONNX Runtime FP32 candidate. The
+result is a structured object; nothing is printed.
 
 How an output is judged depends on the candidate's precision:
 
@@ -36,10 +40,12 @@ from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import EdgeSDKError
 from edge_sdk.manifest import GraphSpec, Manifest
 from edge_sdk.parity import ParityRule, check_parity, rules_from_manifest
+from edge_sdk.reference_outputs import REFERENCE_FORMAT, decode_examples
 from runtimes.base import Session, get_backend
 from runtimes.selection import Candidate, rank_candidates
 
 REFERENCE_BACKEND = "torch"
+RECORDED_BACKEND = "torch-recorded"  # PyTorch outputs stored at export (runtimes.recorded_backend)
 FP16_TOLERANCE = 1e-2
 # INT8 defaults when a bundle's calibration record has no thresholds (calibration.gate's).
 INT8_DEFAULTS = {
@@ -449,19 +455,35 @@ def compare_output(
 
 
 def _reference(
-    manifest: Manifest, graph: str, device: DeviceInfo, usable: list[Candidate]
+    manifest: Manifest,
+    graph: str,
+    device: DeviceInfo,
+    usable: list[Candidate],
+    recorded_ok: bool,
 ) -> Candidate | None:
-    """The torch reference when available, else the last FP32 candidate in selection order
-    (the most conservative runtime, e.g. the CPU provider)."""
-    try:
-        torch_ranked = rank_candidates(manifest, graph, device, backend=REFERENCE_BACKEND)
-    except EdgeSDKError:
-        torch_ranked = []
-    torch_usable = [c for c in torch_ranked if c.usable and c.artifact.precision == "fp32"]
-    if torch_usable:
-        return torch_usable[0]
+    """PyTorch itself when torch runs here; else, with ``recorded_ok``, the PyTorch outputs
+    recorded at export (the bundle's truth, on the export examples); else the last FP32
+    candidate in selection order (the most conservative runtime, e.g. the CPU provider)."""
+    for backend in (REFERENCE_BACKEND, RECORDED_BACKEND) if recorded_ok else (REFERENCE_BACKEND,):
+        try:
+            ranked = rank_candidates(manifest, graph, device, backend=backend)
+        except EdgeSDKError:
+            ranked = []
+        found = [c for c in ranked if c.usable and c.artifact.precision == "fp32"]
+        if found:
+            return found[0]
     fp32 = [c for c in usable if c.artifact.precision == "fp32"]
     return fp32[-1] if fp32 else None
+
+
+def _recorded_feeds(bundle: ModelBundle, graph: GraphSpec, reference: Candidate) -> FeedSet:
+    """The export examples the recorded reference answers, as one feed set."""
+    examples = decode_examples(
+        bundle.read_artifact(reference.artifact), graph, reference.artifact.path
+    )
+    return FeedSet(
+        graph.name, "export", {}, tuple(e.inputs for e in examples), source="export examples"
+    )
 
 
 def _open(bundle: ModelBundle, graph: GraphSpec, candidate: Candidate) -> Session:
@@ -539,7 +561,8 @@ def verify(
         graph = manifest.graph(name)
         ranked = rank_candidates(manifest, name, device)
         usable = [c for c in ranked if c.usable]
-        reference = _reference(manifest, name, device, usable)
+        from_data = bool(data and name in data)
+        reference = _reference(manifest, name, device, usable, recorded_ok=not from_data)
         chosen = []
         for c in ranked:
             if (
@@ -564,8 +587,10 @@ def verify(
         if reference is None:
             errors.append(f"{name}: no reference (neither torch nor an FP32 ONNX candidate)")
             continue
-        if data and name in data:
+        if from_data:
             feedsets = [data[name]]
+        elif reference.artifact.format == REFERENCE_FORMAT:
+            feedsets = [_recorded_feeds(bundle, graph, reference)]
         else:
             feedsets = feeds_for_sizes(graph, tuple(sizes), seed, max_elements)
         plans.append((graph, reference, chosen, feedsets))
