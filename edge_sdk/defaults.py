@@ -22,7 +22,8 @@ DEFAULT_FAMILY = "face-fer7"
 # form of a layer): a cache keyed by the SDK version alone kept serving the old graphs to a
 # development install. Revision 4: MTCNN PReLU, face softmax and Caffe flatten in their
 # NCHWc-friendly forms. Revision 5: output kinds and per-kind parity rules in the manifest.
-EXPORT_REVISION = 5
+# Revision 6: recorded PyTorch outputs (GRAPH.reference.npz) and weights_state.
+EXPORT_REVISION = 6
 
 
 def cache_dir() -> Path:
