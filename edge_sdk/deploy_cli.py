@@ -1,4 +1,5 @@
-"""Deployment commands: ``calibrate`` (ORT INT8), ``build`` (TensorRT engines), ``doctor``.
+"""Deployment commands: ``calibrate`` (ORT INT8), ``build`` (TensorRT engines),
+``export-triton`` (a Triton model repository), ``doctor``.
 
 Registered on the main typer app by :mod:`edge_sdk.cli`; kept apart so the prediction
 commands and the deployment commands each stay readable.
@@ -137,6 +138,70 @@ def build(
         raise _fail(exc) from exc
     engines = [a.path for a in built.manifest.artifacts if a.format == "tensorrt"]
     console.print(f"engines for {device.fingerprint}: {', '.join(engines)}")
+
+
+@app.command("export-triton")
+def export_triton(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory (read, not changed).")],
+    out: Annotated[Path, typer.Option(help="Model repository folder to write.")],
+    target: Annotated[
+        str | None,
+        typer.Option(help="Serve the bundle's TensorRT engines for this fingerprint "
+                     "(e.g. sm_87-trt10.3, as `edge-sdk devices` prints)."),
+    ] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="fp32, fp16 or int8 (default: FP32 ONNX).")
+    ] = None,
+    instance_kind: Annotated[str, typer.Option(help="gpu or cpu for the graph models.")] = "gpu",
+    instances: Annotated[int, typer.Option(help="Instances of each model.")] = 1,
+    max_queue_delay_us: Annotated[
+        int, typer.Option(help="Dynamic batching's wait for more requests (us).")
+    ] = 100,
+    pipeline: Annotated[
+        bool, typer.Option(help="Also write the image-in, emotions-out Python model.")
+    ] = True,
+    detector: Annotated[
+        Path | None,
+        typer.Option(help="Face-detector bundle for families without one (default: built-in)."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier export at --out.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
+) -> None:
+    """Write a Triton Inference Server model repository for a bundle."""
+    from edge_sdk.triton.repository import export_triton_repository
+
+    try:
+        repository = export_triton_repository(
+            bundle,
+            out,
+            target=target,
+            precision=precision,
+            instance_kind=instance_kind,
+            instances=instances,
+            max_queue_delay_us=max_queue_delay_us,
+            pipeline=pipeline,
+            detector=detector,
+            overwrite=overwrite,
+        )
+    except EdgeSDKError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        console.print_json(json.dumps(repository.to_dict()))
+        return
+    table = Table(title=f"Triton model repository {out}")
+    for column in ("model", "platform", "max batch", "served from"):
+        table.add_column(column)
+    for model in repository.models:
+        table.add_row(
+            model.name, model.platform, str(model.max_batch_size), f"{model.source} ({model.note})"
+        )
+    console.print(fit(table))
+    for note in repository.notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    checked = "parsed with Triton's model-config schema" if repository.schema_checked else (
+        "checked against the ONNX models only (pip install 'tritonclient[grpc]' to parse them)"
+    )
+    console.print(f"every config.pbtxt {checked}", highlight=False, soft_wrap=True)
 
 
 @app.command()
