@@ -279,8 +279,15 @@ class Recognizer:
             )
         return out
 
+    @property
+    def detector(self) -> MTCNNDetector | None:
+        """The one MTCNN detector every face, scene, video and dialog call shares (None when
+        no loaded family needs faces); its ``config`` holds ``min_face`` and thresholds."""
+        return self._detector
+
     def close(self) -> None:
-        """Finish admitted calls, stop the worker threads and any sidecar a pipeline started.
+        """Finish admitted calls, stop the worker threads and any sidecar a pipeline
+        started, then close every session: each pipeline's and the shared detector's.
 
         Later calls of ``predict`` raise :class:`~edge_sdk.errors.ClosedError`; closing
         twice is harmless.
@@ -288,8 +295,9 @@ class Recognizer:
         self._closed = True
         self._executor.shutdown()
         for pipeline in self.pipelines:
-            if hasattr(pipeline, "close"):
-                pipeline.close()
+            pipeline.close()
+        if self._detector is not None:
+            self._detector.close()
 
     def __enter__(self) -> Recognizer:
         return self

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo
-from edge_sdk.errors import BackendError
+from edge_sdk.errors import BackendError, ClosedError
 from edge_sdk.manifest import Artifact, GraphSpec
 
 
@@ -28,7 +28,13 @@ class Support:
 
 @runtime_checkable
 class Session(Protocol):
-    """An opened graph. ``run`` maps input names to arrays and returns every output by name."""
+    """An opened graph. ``run`` maps input names to arrays and returns every output by name.
+
+    Like Polygraphy's runners (activate/infer/deactivate) a session has a lifetime: ``close``
+    frees what the runtime holds (ORT session, TensorRT context and device buffers), is
+    idempotent, and a closed session's ``run`` raises :class:`~edge_sdk.errors.ClosedError`;
+    ``with`` closes it at the end of the block.
+    """
 
     backend: str
     precision: str
@@ -37,6 +43,79 @@ class Session(Protocol):
     thread_safe: bool
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Session: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+_C = TypeVar("_C", bound="Closing")
+
+
+class Closing:
+    """``with`` support for anything with a ``close()``: the block's end closes it."""
+
+    def close(self) -> None:
+        """Release what the object holds (subclasses say what)."""
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class BaseSession(Closing):
+    """What every backend's session shares: names from the graph, feed checks, the lifecycle.
+
+    A backend implements ``_infer`` (feeds already checked) and ``_release`` (free the
+    runtime's objects, called once by the first ``close``). Why one base: each backend
+    checked its feeds itself, and a closed session must refuse work the same way in all.
+    """
+
+    thread_safe = True
+
+    def __init__(self, graph: GraphSpec, backend: str, precision: str) -> None:
+        self.graph = graph
+        self.backend = backend
+        self.precision = precision
+        self.inputs = tuple(t.name for t in graph.inputs)
+        self.outputs = tuple(t.name for t in graph.outputs)
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` ran; ``run`` then raises ClosedError."""
+        return self._closed
+
+    def check_open(self) -> None:
+        """ClosedError naming the graph and backend when the session was closed."""
+        if self._closed:
+            raise ClosedError(
+                f"the {self.backend} session of graph {self.graph.name!r} is closed; "
+                "open the graph again"
+            )
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Check the session is open and the feeds fit the manifest, then infer."""
+        self.check_open()
+        check_feeds(self.graph, feeds)
+        return self._infer(feeds)
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free the runtime's objects once; later calls do nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self._release()
+
+    def _release(self) -> None:
+        """Free what the runtime holds (nothing by default)."""
 
 
 class Backend(Protocol):

@@ -17,13 +17,11 @@ from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import BackendError
 from edge_sdk.manifest import CPU_INT8_TARGET, Artifact, GraphSpec
-from runtimes.base import Support, check_feeds, register_backend
+from runtimes.base import BaseSession, Support, register_backend
 
 
-class OrtSession:
+class OrtSession(BaseSession):
     """One ``onnxruntime.InferenceSession`` behind the Session protocol."""
-
-    thread_safe = True
 
     def __init__(
         self,
@@ -33,20 +31,25 @@ class OrtSession:
         precision: str,
         single_threaded: bool = False,
     ) -> None:
+        super().__init__(graph, backend, precision)
         # True when opened with one intra-op thread: each call runs on its caller's thread,
         # so concurrent calls from several threads use several cores (the detector does).
         self.single_threaded = single_threaded
-        self.graph = graph
         self._session = session
-        self.backend = backend
-        self.precision = precision
         self.inputs = tuple(i.name for i in session.get_inputs())  # type: ignore[attr-defined]
         self.outputs = tuple(o.name for o in session.get_outputs())  # type: ignore[attr-defined]
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        check_feeds(self.graph, feeds)
-        values = self._session.run(self.outputs, feeds)  # type: ignore[attr-defined]
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self._session
+        if session is None:  # closed by another thread since run() checked
+            self.check_open()
+        values = session.run(self.outputs, feeds)  # type: ignore[attr-defined]
         return dict(zip(self.outputs, values, strict=True))
+
+    def _release(self) -> None:
+        """Drop the InferenceSession: ORT frees its arena and graph when the last reference
+        goes (a call still running holds its own reference until it returns)."""
+        self._session = None
 
 
 def session_options(onnxruntime: Any) -> Any:

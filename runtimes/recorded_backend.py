@@ -17,7 +17,7 @@ from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import BackendError
 from edge_sdk.manifest import Artifact, GraphSpec
 from edge_sdk.reference_outputs import REFERENCE_FORMAT, RecordedExample, decode_examples
-from runtimes.base import Support, check_feeds, register_backend
+from runtimes.base import BaseSession, Support, register_backend
 
 NAME = "torch-recorded"
 
@@ -32,22 +32,15 @@ def _key(feeds: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-class RecordedSession:
+class RecordedSession(BaseSession):
     """Looks the outputs of recorded inputs up; any other input is a BackendError."""
 
-    thread_safe = True
-    backend = NAME
-    precision = "fp32"
-
     def __init__(self, graph: GraphSpec, examples: tuple[RecordedExample, ...]) -> None:
-        self.graph = graph
+        super().__init__(graph, NAME, "fp32")
         self.examples = examples
-        self.inputs = tuple(t.name for t in graph.inputs)
-        self.outputs = tuple(t.name for t in graph.outputs)
         self._by_key = {_key(e.inputs): e.outputs for e in examples}
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        check_feeds(self.graph, feeds)
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         found = self._by_key.get(_key(feeds))
         if found is None:
             raise BackendError(
@@ -55,6 +48,11 @@ class RecordedSession:
                 f"{len(self.examples)} export examples are); install torch to compare others"
             )
         return {name: found[name].copy() for name in self.outputs}
+
+    def _release(self) -> None:
+        """Drop the recorded arrays."""
+        self.examples = ()
+        self._by_key = {}
 
 
 @dataclass(frozen=True)

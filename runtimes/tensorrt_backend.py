@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import BackendError
 from edge_sdk.manifest import Artifact, GraphSpec
-from runtimes.base import Support, check_feeds, register_backend
+from runtimes.base import BaseSession, Support, register_backend
 
 
 def engine_support(artifact: Artifact, device: DeviceInfo) -> Support:
@@ -57,17 +58,54 @@ def _check(result: tuple) -> object:
     return values[0] if len(values) == 1 else tuple(values)
 
 
-class TrtSession:
-    """One execution context; calls are serialised (a context is not thread-safe)."""
+class DeviceBuffers:
+    """Device memory per tensor name, kept between calls and grown only when too small (no
+    cudaMalloc/cudaFree per frame); ``free`` gives all of it back.
 
-    thread_safe = True
+    Plain Python over cuda-python's runtime calls (``cudaMalloc``/``cudaFree`` returning
+    ``(error, value...)``), so its bookkeeping is tested where no GPU is present.
+    """
+
+    def __init__(self, cuda: Any) -> None:
+        self._cuda = cuda
+        self._held: dict[str, tuple[int, int]] = {}
+
+    def get(self, name: str, nbytes: int) -> int:
+        """The device pointer for ``name``, at least ``nbytes`` large."""
+        ptr, size = self._held.get(name, (0, 0))
+        if nbytes > size:
+            if ptr:
+                del self._held[name]
+                _check(self._cuda.cudaFree(ptr))
+            ptr, size = _check(self._cuda.cudaMalloc(nbytes)), nbytes
+            self._held[name] = (ptr, size)
+        return ptr
+
+    def pointer(self, name: str) -> int:
+        """The pointer ``get`` last returned for ``name``."""
+        return self._held[name][0]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of device memory held now."""
+        return sum(size for _, size in self._held.values())
+
+    def free(self) -> None:
+        """Free every buffer, all of them even when one fails (then a BackendError)."""
+        held, self._held = self._held, {}
+        errors = [int(self._cuda.cudaFree(ptr)[0]) for ptr, _ in held.values()]
+        failed = [e for e in errors if e != 0]
+        if failed:
+            raise BackendError(f"cudaFree failed for {len(failed)} buffers (errors {failed})")
+
+
+class TrtSession(BaseSession):
+    """One execution context; calls are serialised (a context is not thread-safe)."""
 
     def __init__(self, graph: GraphSpec, engine_bytes: bytes, precision: str) -> None:
         import tensorrt as trt
 
-        self.graph = graph
-        self.backend = "tensorrt"
-        self.precision = precision
+        super().__init__(graph, "tensorrt", precision)
         self._cuda = _cuda_runtime()
         self._lock = threading.Lock()
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
@@ -75,31 +113,20 @@ class TrtSession:
         if self._engine is None:
             raise BackendError(f"TensorRT could not deserialize the engine of {graph.name}")
         self._context = self._engine.create_execution_context()
+        if self._context is None:
+            raise BackendError(f"TensorRT could not create a context for {graph.name}")
         self._stream = _check(self._cuda.cudaStreamCreate())
-        self._buffers: dict[str, tuple[int, int]] = {}
-        self.inputs = tuple(t.name for t in graph.inputs)
-        self.outputs = tuple(t.name for t in graph.outputs)
+        self._buffers = DeviceBuffers(self._cuda)
 
-    def _device_buffer(self, name: str, nbytes: int) -> int:
-        """Device memory for ``name``, kept between calls and grown only when too small
-        (no cudaMalloc/cudaFree per frame)."""
-        ptr, size = self._buffers.get(name, (0, 0))
-        if nbytes > size:
-            if ptr:
-                _check(self._cuda.cudaFree(ptr))
-            ptr, size = _check(self._cuda.cudaMalloc(nbytes)), nbytes
-            self._buffers[name] = (ptr, size)
-        return ptr
-
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        check_feeds(self.graph, feeds)
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cuda = self._cuda
         copy_in = cuda.cudaMemcpyKind.cudaMemcpyHostToDevice
         copy_out = cuda.cudaMemcpyKind.cudaMemcpyDeviceToHost
         with self._lock:
+            self.check_open()  # close() may have won the lock
             for name in self.inputs:
                 host = np.ascontiguousarray(feeds[name])
-                ptr = self._device_buffer(name, max(1, host.nbytes))
+                ptr = self._buffers.get(name, max(1, host.nbytes))
                 self._context.set_input_shape(name, host.shape)
                 _check(
                     cuda.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes, copy_in, self._stream)
@@ -109,28 +136,33 @@ class TrtSession:
             for spec in self.graph.outputs:
                 shape = tuple(self._context.get_tensor_shape(spec.name))
                 results[spec.name] = np.empty(shape, dtype=spec.dtype)
-                ptr = self._device_buffer(spec.name, max(1, results[spec.name].nbytes))
+                ptr = self._buffers.get(spec.name, max(1, results[spec.name].nbytes))
                 self._context.set_tensor_address(spec.name, ptr)
             if not self._context.execute_async_v3(self._stream):
                 raise BackendError(f"TensorRT failed to run {self.graph.name}")
             for name, out in results.items():
                 _check(
                     cuda.cudaMemcpyAsync(
-                        out.ctypes.data, self._buffers[name][0], out.nbytes, copy_out, self._stream
+                        out.ctypes.data, self._buffers.pointer(name), out.nbytes, copy_out,
+                        self._stream,
                     )
                 )
             _check(cuda.cudaStreamSynchronize(self._stream))
             return results
 
-    def close(self) -> None:
-        """Free the device buffers and the stream."""
+    def _release(self) -> None:
+        """Free the device buffers and the stream, then drop the context before the engine
+        and the engine before its runtime (the order NVIDIA documents); waits for a call in
+        progress (the lock), whose stream was synchronised before it returned."""
         with self._lock:
-            for ptr, _ in self._buffers.values():
-                self._cuda.cudaFree(ptr)
-            self._buffers.clear()
-            if self._stream is not None:
-                self._cuda.cudaStreamDestroy(self._stream)
-                self._stream = None
+            stream, self._stream = self._stream, None
+            try:
+                self._buffers.free()
+            finally:
+                self._context = None
+                self._engine = None
+                self._runtime = None
+                _check(self._cuda.cudaStreamDestroy(stream))
 
 
 @dataclass(frozen=True)

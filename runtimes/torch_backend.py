@@ -17,7 +17,7 @@ from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import BackendError
 from edge_sdk.manifest import Artifact, GraphSpec
-from runtimes.base import Support, check_feeds, register_backend
+from runtimes.base import BaseSession, Support, register_backend
 
 
 def load_safetensors_module(bundle: ModelBundle, graph: GraphSpec, artifact: Artifact) -> Any:
@@ -37,29 +37,28 @@ def load_safetensors_module(bundle: ModelBundle, graph: GraphSpec, artifact: Art
     return module.eval()
 
 
-class TorchSession:
+class TorchSession(BaseSession):
     """Runs the reference module under ``torch.inference_mode``; serialised by a lock."""
 
-    thread_safe = True
-
     def __init__(self, graph: GraphSpec, module: Any) -> None:
-        self.graph = graph
+        super().__init__(graph, "torch", "fp32")
         self._module = module
         self._lock = threading.Lock()
-        self.backend = "torch"
-        self.precision = "fp32"
-        self.inputs = tuple(t.name for t in graph.inputs)
-        self.outputs = tuple(t.name for t in graph.outputs)
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        check_feeds(self.graph, feeds)
         args = [torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in self.inputs]
         with self._lock, torch.inference_mode():
+            self.check_open()  # close() may have won the lock
             result = self._module(*args)
         values = result if isinstance(result, tuple) else (result,)
         return {n: v.numpy() for n, v in zip(self.outputs, values, strict=True)}
+
+    def _release(self) -> None:
+        """Drop the module and its weights (after a call in progress)."""
+        with self._lock:
+            self._module = None
 
 
 @dataclass(frozen=True)

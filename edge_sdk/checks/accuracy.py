@@ -557,7 +557,7 @@ class _Runner:
             request = {"image": pixels, "head_boxes": [list(sample.box)]}
         else:
             body = list(sample.box)
-            detector = getattr(self.recognizer, "_detector", None)
+            detector = self.recognizer.detector
             heads = [] if detector is None else detector.detect(pixels).boxes.tolist()
             index = pick_box(heads, body)
             if index is None:

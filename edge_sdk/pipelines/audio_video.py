@@ -19,25 +19,24 @@ a hostile rate or length is refused before the front-end allocates for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from edge_sdk.bundle import ModelBundle
-from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import BundleError, InputError
-from edge_sdk.pipelines.common import Timer, describe, open_graphs, softmax
+from edge_sdk.manifest import Manifest
+from edge_sdk.pipelines.base import AudioPipeline
+from edge_sdk.pipelines.common import Timer, softmax
 from edge_sdk.pipelines.detector import Detections
 from edge_sdk.pipelines.face import FaceHead, categories
 from edge_sdk.pipelines.registry import register_pipeline
-from edge_sdk.preprocess.audio import MAX_AUDIO_SECONDS, AudioInput, MelConfig, audio_log_mel
+from edge_sdk.preprocess.audio import AudioInput, MelConfig, audio_log_mel
 from edge_sdk.preprocess.video import subsample
-from runtimes.base import Session
 
 GRAPHS = ("audio_video", "audio_only")
-Wrap = Callable[[str, Session], Session]
 
 
 @dataclass(frozen=True)
@@ -82,33 +81,22 @@ def best_face(found: Detections) -> int | None:
 
 
 @register_pipeline("av-fbp")
-class AudioVideoPipeline:
+class AudioVideoPipeline(AudioPipeline):
     """av-fbp: log-mel + per-frame face features -> ``audio_video`` or ``audio_only``."""
 
     modality = "audio"
+    opens = GRAPHS
 
-    def __init__(
-        self,
-        bundle: ModelBundle,
-        device: DeviceInfo,
-        backend: str | None = None,
-        precision: str | None = None,
-        wrap: Wrap | None = None,
-        max_audio_seconds: float = MAX_AUDIO_SECONDS,
-    ) -> None:
-        manifest = bundle.manifest
-        self.family = manifest.family
-        self.labels = manifest.labels
-        self.max_audio_seconds = max_audio_seconds
+    def configure(self, manifest: Manifest) -> None:
         config = manifest.config
         try:
             self.mel = MelConfig(**config["mel"])
             self.face_dim = int(config["face_features"]["dim"])
         except (KeyError, TypeError) as exc:
             raise BundleError(f"{self.family} config lacks mel/face_features: {exc}") from exc
-        self.sessions = open_graphs(bundle, GRAPHS, device, backend, precision, wrap)
-        self.backends = describe(self.sessions)
-        fused = manifest.graph("audio_video")
+
+    def start(self, bundle: ModelBundle, backend: str | None) -> None:
+        fused = self.graphs["audio_video"]
         self.frame_range = fused.dims["frames"]
         self.max_video_frames = fused.dims["video_frames"].max
         self.encoder: FaceHead | None = None

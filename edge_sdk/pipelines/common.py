@@ -12,10 +12,25 @@ from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import InputError
 from edge_sdk.manifest import GraphSpec
-from runtimes.base import Session
+from runtimes.base import Closing, Session
 from runtimes.selection import open_graph
 
 Wrap = Callable[[str, Session], Session]
+
+
+class Sessions(Closing, dict[str, Session]):
+    """A bundle's opened graphs by name, as the pipeline runs them (wrapped when a ``wrap``
+    was given), and in ``opened`` the runtime sessions behind them: ``close`` closes those,
+    so a wrapper without a ``close`` of its own (calibration's recorder) still frees them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened: dict[str, Session] = {}
+
+    def close(self) -> None:
+        """Close every session opened here (each close is idempotent)."""
+        for session in self.opened.values():
+            session.close()
 
 
 def open_graphs(
@@ -26,20 +41,24 @@ def open_graphs(
     precision: str | None,
     wrap: Wrap | None = None,
     threads: dict[str, int] | None = None,
-) -> dict[str, Session]:
+) -> Sessions:
     """Open each named graph once (ORT session creation is not safe to race: do it here).
 
     ``threads`` maps graph names to the backends' thread-count hint (``Backend.open``).
+    When one graph cannot be opened, those opened before it are closed again.
     """
     hints = threads or {}
-    sessions = {
-        name: open_graph(
-            bundle, name, device, backend=backend, precision=precision, threads=hints.get(name)
-        )
-        for name in names
-    }
-    if wrap is not None:
-        sessions = {name: wrap(name, session) for name, session in sessions.items()}
+    sessions = Sessions()
+    try:
+        for name in names:
+            opened = open_graph(
+                bundle, name, device, backend=backend, precision=precision, threads=hints.get(name)
+            )
+            sessions.opened[name] = opened
+            sessions[name] = opened if wrap is None else wrap(name, opened)
+    except BaseException:
+        sessions.close()
+        raise
     return sessions
 
 
@@ -72,16 +91,20 @@ def run_batched(
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Numerically stable softmax over the last axis (float64 inside, float32 out)."""
+def softmax(logits: np.ndarray, dtype: np.typing.DTypeLike = np.float32) -> np.ndarray:
+    """Numerically stable softmax over the last axis, float64 inside, ``dtype`` out.
+
+    The one softmax of the SDK: pipelines report float32 probabilities; the INT8 gate and
+    ``verify`` (:mod:`calibration.gate`) keep float64 so their figures carry no rounding.
+    """
     shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
-    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return (exp / exp.sum(axis=-1, keepdims=True)).astype(dtype)
 
 
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """Logistic function, float32 out."""
-    return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+def sigmoid(logits: np.ndarray, dtype: np.typing.DTypeLike = np.float32) -> np.ndarray:
+    """Logistic function, float64 inside, ``dtype`` out (see :func:`softmax`)."""
+    return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(dtype)
 
 
 def check_boxes(

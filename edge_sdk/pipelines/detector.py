@@ -66,7 +66,7 @@ import cv2
 import numpy as np
 
 from edge_sdk.manifest import Preprocessing
-from runtimes.base import Session
+from runtimes.base import Closing, Session
 
 PNET_STRIDE = 2
 PNET_CELL = 12
@@ -456,8 +456,12 @@ def pack_levels(
     return offsets, (2 * canvas_w, 2 * canvas_h)
 
 
-class MTCNNDetector:
-    """Runs the cascade with one Session per net (any backend)."""
+class MTCNNDetector(Closing):
+    """Runs the cascade with one Session per net (any backend); ``close`` closes them.
+
+    ``owned``: the runtime sessions ``close`` frees when the nets are wrappers of them
+    (:func:`edge_sdk.pipelines.face.open_detector` passes them); default: the nets.
+    """
 
     def __init__(
         self,
@@ -466,10 +470,18 @@ class MTCNNDetector:
         onet: Session,
         preprocessing: Preprocessing,
         config: DetectorConfig | None = None,
+        *,
+        owned: Sequence[Session] | None = None,
     ) -> None:
         self.pnet, self.rnet, self.onet = pnet, rnet, onet
         self.preprocessing = preprocessing
         self.config = config or DetectorConfig()
+        self._owned = (pnet, rnet, onet) if owned is None else tuple(owned)
+
+    def close(self) -> None:
+        """Close the nets' sessions (idempotent); they then refuse to run (ClosedError)."""
+        for session in self._owned:
+            session.close()
 
     def _pyramid(self, pixels: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
         """The pyramid levels of a float32 image and their scales."""

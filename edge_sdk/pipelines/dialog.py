@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,20 +33,19 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.bundle import ModelBundle, sha256_file
-from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import BundleError, InputError
-from edge_sdk.pipelines.common import Timer, describe, open_graphs, run_batched, softmax
+from edge_sdk.manifest import Manifest
+from edge_sdk.pipelines.base import AudioPipeline
+from edge_sdk.pipelines.common import Timer, run_batched, softmax
 from edge_sdk.pipelines.detector import MTCNNDetector
 from edge_sdk.pipelines.face import categories
 from edge_sdk.pipelines.registry import register_pipeline
-from edge_sdk.preprocess.audio import MAX_AUDIO_SECONDS, AudioInput, MelConfig, audio_log_mel
+from edge_sdk.preprocess.audio import AudioInput, MelConfig, audio_log_mel
 from edge_sdk.preprocess.face import face_tensor
 from edge_sdk.preprocess.video import VideoInput, load_frames, subsample
-from runtimes.base import Session
 
 GRAPHS = ("text_encoder", "audio_encoder", "visual_encoder", "dialog")
 MODALITIES = ("text", "audio", "visual")
-Wrap = Callable[[str, Session], Session]
 
 
 @dataclass(frozen=True)
@@ -203,24 +202,13 @@ def check_tokenizer(record: Mapping[str, Any], text_model: str) -> None:
 
 
 @register_pipeline("dialog-m2fnet")
-class DialogPipeline:
+class DialogPipeline(AudioPipeline):
     """M2FNet: utterance encoders (batched per call) + the dialog graph over all utterances."""
 
     modality = "dialog"
+    opens = GRAPHS
 
-    def __init__(
-        self,
-        bundle: ModelBundle,
-        device: DeviceInfo,
-        backend: str | None = None,
-        precision: str | None = None,
-        wrap: Wrap | None = None,
-        max_audio_seconds: float = MAX_AUDIO_SECONDS,
-    ) -> None:
-        manifest = bundle.manifest
-        self.family = manifest.family
-        self.labels = manifest.labels
-        self.max_audio_seconds = max_audio_seconds  # checked before any resampling
+    def configure(self, manifest: Manifest) -> None:
         config = manifest.config
         try:
             model = config["model"]
@@ -242,9 +230,8 @@ class DialogPipeline:
         check_tokenizer(tokenizer, self.text_model)
         self.scene_prep = dataclasses.replace(manifest.preprocessing["scene"], crop={})
         self.face_prep = manifest.preprocessing["face"]
-        self.sessions = open_graphs(bundle, GRAPHS, device, backend, precision, wrap)
-        self.graphs = {name: manifest.graph(name) for name in GRAPHS}
-        self.backends = describe(self.sessions)
+
+    def start(self, bundle: ModelBundle, backend: str | None) -> None:
         self.detector: MTCNNDetector | None = None
         self.detector_backends: dict[str, str] = {}
 

@@ -17,8 +17,9 @@ import numpy as np
 
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo
-from edge_sdk.manifest import Preprocessing
-from edge_sdk.pipelines.common import Timer, describe, open_graphs, run_batched
+from edge_sdk.manifest import Manifest, Preprocessing
+from edge_sdk.pipelines.base import GraphPipeline
+from edge_sdk.pipelines.common import Sessions, Timer, describe, open_graphs, run_batched
 from edge_sdk.pipelines.detector import (
     DETECT_MAX_SIDE,
     Detections,
@@ -153,7 +154,7 @@ def open_detector(
     return _detector(bundle, sessions), describe(sessions)
 
 
-def _detector(bundle: ModelBundle, sessions: dict[str, Session]) -> MTCNNDetector:
+def _detector(bundle: ModelBundle, sessions: Sessions) -> MTCNNDetector:
     manifest = bundle.manifest
     detector_config = manifest.config.get("detector", {})
     max_side = detector_config.get("max_side", DETECT_MAX_SIDE)  # None: full resolution
@@ -168,6 +169,7 @@ def _detector(bundle: ModelBundle, sessions: dict[str, Session]) -> MTCNNDetecto
             thresholds=tuple(detector_config.get("thresholds", (0.6, 0.7, 0.7))),
             max_side=None if max_side is None else int(max_side),
         ),
+        owned=tuple(sessions.opened[name] for name in DETECTOR_GRAPHS),
     )
 
 
@@ -240,7 +242,7 @@ def crops_for(image: np.ndarray, boxes: np.ndarray, prep: Preprocessing) -> np.n
 
 
 @register_pipeline("face")
-class FacePipeline:
+class FacePipeline(GraphPipeline):
     """face-fer7: detector and classifier sessions opened once at start-up, reused per call.
 
     It is also the categorical :class:`FaceHead` (stage ``classify``) and the detector
@@ -250,29 +252,17 @@ class FacePipeline:
     modality = "face"
     stage = "classify"
     feature_dim = None
+    opens = GRAPHS
 
-    def __init__(
-        self,
-        bundle: ModelBundle,
-        device: DeviceInfo,
-        backend: str | None = None,
-        precision: str | None = None,
-        wrap: Callable[[str, Session], Session] | None = None,
-    ) -> None:
-        """Open every graph once.
-
-        ``wrap(graph_name, session)`` may decorate each session, e.g. to record the
-        tensors each graph sees for INT8 calibration.
-        """
-        manifest = bundle.manifest
-        self.family = manifest.family
-        self.labels = manifest.labels
+    def configure(self, manifest: Manifest) -> None:
         self.classifier_prep = manifest.preprocessing["classifier"]
-        sessions = open_graphs(bundle, GRAPHS, device, backend, precision, wrap, detector_threads())
-        self.detector = _detector(bundle, sessions)
-        self.classifier = sessions["classifier"]
-        self._classifier_graph = manifest.graph("classifier")
-        self.backends = describe(sessions)
+
+    def thread_hints(self) -> dict[str, int] | None:
+        return detector_threads()
+
+    def start(self, bundle: ModelBundle, backend: str | None) -> None:
+        self.detector = _detector(bundle, self.sessions)
+        self.classifier = self.sessions["classifier"]
         self.detector_backends = {n: self.backends[n] for n in DETECTOR_GRAPHS}
 
     def classify(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -287,7 +277,7 @@ class FacePipeline:
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Classifier outputs for a batch of crops (chunked to the graph's batch profile)."""
-        return run_batched(self.classifier, self._classifier_graph, {"image": batch})
+        return run_batched(self.classifier, self.graphs["classifier"], {"image": batch})
 
     def fill(self, outputs: dict[str, np.ndarray], fields: list[dict[str, Any]]) -> None:
         """Set ``label``/``probabilities`` of each face (first categorical family wins)."""

@@ -8,23 +8,20 @@ bundle's ``preprocessing["face"]`` through the shared :func:`edge_sdk.preprocess
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from edge_sdk.bundle import ModelBundle
-from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import BundleError
-from edge_sdk.pipelines.common import describe, open_graphs, run_batched, softmax
+from edge_sdk.manifest import Manifest
+from edge_sdk.pipelines.base import GraphPipeline
+from edge_sdk.pipelines.common import run_batched, softmax
 from edge_sdk.pipelines.face import ZeroShot, categories, crops_for
 from edge_sdk.pipelines.registry import register_pipeline
-from runtimes.base import Session
-
-Wrap = Callable[[str, Session], Session]
 
 
-class _SingleGraphHead:
+class _SingleGraphHead(GraphPipeline):
     """A face family with one graph whose input is a batch of face crops called ``input``."""
 
     modality = "face"
@@ -33,24 +30,17 @@ class _SingleGraphHead:
     feature_output = ""
     stage = ""
 
-    def __init__(
-        self,
-        bundle: ModelBundle,
-        device: DeviceInfo,
-        backend: str | None = None,
-        precision: str | None = None,
-        wrap: Wrap | None = None,
-    ) -> None:
-        manifest = bundle.manifest
-        self.family = manifest.family
-        self.labels = manifest.labels
+    def configure(self, manifest: Manifest) -> None:
         if "face" not in manifest.preprocessing:
-            raise BundleError(f"{manifest.family} bundle lacks preprocessing['face']")
+            raise BundleError(f"{self.family} bundle lacks preprocessing['face']")
         self.prep = manifest.preprocessing["face"]
-        self.graph = manifest.graph(self.graph_name)
-        sessions = open_graphs(bundle, (self.graph_name,), device, backend, precision, wrap)
-        self.session = sessions[self.graph_name]
-        self.backends = describe(sessions)
+
+    def graph_names(self, manifest: Manifest) -> tuple[str, ...]:
+        return (self.graph_name,)
+
+    def start(self, bundle: ModelBundle, backend: str | None) -> None:
+        self.graph = self.graphs[self.graph_name]
+        self.session = self.sessions[self.graph_name]
         feature = next(t for t in self.graph.outputs if t.name == self.feature_output)
         self.feature_dim: int | None = int(feature.shape[-1])
 

@@ -3,7 +3,9 @@
 Each pipeline module registers its classes with :func:`register_pipeline`; the Recognizer
 looks bundles up here and never branches on family or pipeline names. Every pipeline class
 is built as ``cls(bundle, device, backend=..., precision=...)`` (sessions opened once, at
-start-up) and declares the ``modality`` of ``Recognizer.predict`` it serves.
+start-up) and declares the ``modality`` of ``Recognizer.predict`` it serves: the
+:class:`~edge_sdk.pipelines.base.Pipeline` protocol, which
+:class:`~edge_sdk.pipelines.base.GraphPipeline` implements once for every class.
 """
 
 from __future__ import annotations

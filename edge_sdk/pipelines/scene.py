@@ -33,20 +33,18 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from edge_sdk.bundle import ModelBundle
-from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import BundleError, InputError
+from edge_sdk.manifest import Manifest
+from edge_sdk.pipelines.base import GraphPipeline
 from edge_sdk.pipelines.common import (
     Timer,
     check_boxes,
-    describe,
-    open_graphs,
     run_batched,
     sigmoid,
     softmax,
@@ -57,11 +55,9 @@ from edge_sdk.pipelines.registry import register_pipeline
 from edge_sdk.preprocess.face import face_tensor
 from edge_sdk.preprocess.image import ImageInput, load_image
 from edge_sdk.preprocess.windows import WINDOW_NAMES, body_box_from_head, scene_windows
-from runtimes.base import Session
 
 GRAPHS = ("levels", "alignment")
 PERSON_DETECTOR = "person_detector"
-Wrap = Callable[[str, Session], Session]
 
 
 @dataclass(frozen=True)
@@ -215,36 +211,32 @@ def resolve_workspace(
 
 
 @register_pipeline("scene-cocoer")
-class ScenePipeline:
+class ScenePipeline(GraphPipeline):
     """CocoER: windows -> ``levels`` + ``alignment`` graphs -> workspace, per person."""
 
     modality = "scene"
     options = ("workspace",)
 
-    def __init__(
-        self,
-        bundle: ModelBundle,
-        device: DeviceInfo,
-        backend: str | None = None,
-        precision: str | None = None,
-        wrap: Wrap | None = None,
-        *,
-        workspace: Any = "auto",
-    ) -> None:
-        manifest = bundle.manifest
-        self.family = manifest.family
-        self.labels = manifest.labels
+    def __init__(self, *args: Any, workspace: Any = "auto", **kwargs: Any) -> None:
+        """GraphPipeline's arguments, and the workspace (module docs)."""
+        self._workspace_option = workspace
+        super().__init__(*args, **kwargs)
+
+    def configure(self, manifest: Manifest) -> None:
         activation = manifest.config.get("activation", "softmax")
         if activation not in ("softmax", "sigmoid"):
             raise BundleError(f"{self.family}: unknown activation {activation!r}")
         self.multi_label = activation == "sigmoid"
         self.windows_prep = manifest.preprocessing["windows"]
         self.image_prep = dataclasses.replace(manifest.preprocessing["image"], crop={})
+
+    def graph_names(self, manifest: Manifest) -> tuple[str, ...]:
+        """``levels``, ``alignment`` and the person detector when the bundle has one."""
         names = tuple(g.name for g in manifest.graphs)
-        wanted = GRAPHS + ((PERSON_DETECTOR,) if PERSON_DETECTOR in names else ())
-        self.sessions = open_graphs(bundle, wanted, device, backend, precision, wrap)
-        self.graphs = {name: manifest.graph(name) for name in wanted}
-        self.backends = describe(self.sessions)
+        return GRAPHS + ((PERSON_DETECTOR,) if PERSON_DETECTOR in names else ())
+
+    def start(self, bundle: ModelBundle, backend: str | None) -> None:
+        workspace = self._workspace_option
         self.workspace = resolve_workspace(
             bundle, workspace, backend, self.sessions["levels"].precision
         )
@@ -355,7 +347,9 @@ class ScenePipeline:
             return self.workspace.update(outputs)
 
     def close(self) -> None:
-        """Stop a sidecar this pipeline started (a caller's workspace object is left alone)."""
+        """Close the sessions and stop a sidecar this pipeline started (a caller's workspace
+        object is left alone)."""
+        super().close()
         if self._own_workspace and self.workspace is not None:
             self.workspace.close()
 
