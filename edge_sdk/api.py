@@ -178,6 +178,25 @@ class Recognizer:
         self.device = device or DeviceProbe().probe()
         options = {"workspace": workspace}
         self.pipelines: list[Any] = []
+        self._detector: MTCNNDetector | None = None
+        try:
+            self._open_pipelines(opened, options, wrap, backend, precision, detector, min_face)
+        except BaseException:
+            self._close_sessions()  # a bundle that fails leaves none of the others open
+            raise
+        self._executor = BoundedExecutor(workers, max_queue, queue_timeout)
+
+    def _open_pipelines(
+        self,
+        opened: list[ModelBundle],
+        options: dict[str, Any],
+        wrap: Callable[[str, Session], Session] | None,
+        backend: str | None,
+        precision: str | None,
+        detector: ModelBundle | None,
+        min_face: int | None,
+    ) -> None:
+        """Open every bundle's pipeline and the one shared detector, and bind them."""
         for bundle in opened:
             cls = pipeline_class(bundle)
             accepted = {k: v for k, v in options.items() if k in getattr(cls, "options", ())}
@@ -209,7 +228,6 @@ class Recognizer:
         self._face_backends = dict(self._detector_backends)
         for head in self.face_heads:
             self._face_backends.update(head.backends)
-        self._executor = BoundedExecutor(workers, max_queue, queue_timeout)
 
     def _set_min_face(self, min_face: int) -> None:
         """Apply the ``min_face`` option to the one shared detector (every pipeline's)."""
@@ -294,6 +312,9 @@ class Recognizer:
         """
         self._closed = True
         self._executor.shutdown()
+        self._close_sessions()
+
+    def _close_sessions(self) -> None:
         for pipeline in self.pipelines:
             pipeline.close()
         if self._detector is not None:

@@ -148,6 +148,17 @@ def test_recognizer_close_closes_every_session(bundles, device, opened) -> None:
         recognizer.detector.detect(np.zeros((64, 64, 3), np.uint8))
 
 
+def test_a_recognizer_that_fails_to_open_leaves_no_session_open(bundles, device, opened) -> None:
+    """Two scene bundles are refused after both pipelines opened their graphs: every
+    session opened so far (face-caf's, both scenes') is closed again."""
+    from edge_sdk.errors import BundleError
+
+    scene = bundles["scene-cocoer"]
+    with pytest.raises(BundleError, match="two scene bundles"):
+        Recognizer([bundles["face-caf"], scene, scene], device, workspace=None)
+    assert len(opened) >= 5 and all(s.closed for s in opened)
+
+
 def test_recognizer_close_closes_the_detector_it_opened_itself(bundles, device, opened) -> None:
     """Without face-fer7 the Recognizer opens the shared detector from another bundle;
     no pipeline owns those three sessions, and they are closed too."""
