@@ -1,10 +1,12 @@
-"""Calibration feeds per graph, from whatever data the user has.
+"""Feeds per graph from whatever data the user has: the one feed source of the SDK.
 
-Every source returns the same thing: for each graph, a list of single-sample feeds as the
-graph sees them in deployment, plus a hash of the data. Sources never re-implement a
-family's preprocessing: images run through the FP32 pipeline with recording sessions,
-generated data comes from the family's own ``synthetic_batch``, and ``.npz`` files hold
-graph feeds that were recorded elsewhere.
+Every source returns the same thing, :class:`CollectedFeeds`: for each graph, a list of
+single-sample feeds as the graph sees them in deployment, plus a hash of the data (and, from
+an ``.npz``, optional labels). ``edge-sdk calibrate`` and ``edge-sdk verify --data`` both
+read ``--data`` here (:func:`edge_sdk.checks.feeds.load_feeds` groups the samples into
+runs). Sources never re-implement a family's preprocessing: images run through the FP32
+pipeline with recording sessions, generated data comes from the family's own
+``synthetic_batch``, and ``.npz`` files hold graph feeds that were recorded elsewhere.
 
 Sources (``--data``), by the bundle pipeline's modality:
     face, scene: an image folder or list file;
@@ -12,7 +14,8 @@ Sources (``--data``), by the bundle pipeline's modality:
         ``clip.wav`` makes it an audio-video clip;
     dialog: a JSONL file, one dialog a line (text, audio path, frames, speaker);
     ``synthetic``: the family's generated training distribution (recipe families).
-    ``FILE.npz``: arrays named ``GRAPH/INPUT``, first axis = samples.
+    ``FILE.npz``: arrays named ``GRAPH/INPUT``, first axis = samples, plus optional
+        ``GRAPH/OUTPUT:labels`` (:func:`calibration.sources.read_npz_feeds`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +36,14 @@ from calibration.sources import (
     files_sha256,
     image_paths,
     media_paths,
+    read_npz_feeds,
     sample,
 )
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import InputError
-from runtimes.base import Session
+from edge_sdk.pipelines.common import run_batched
+from runtimes.base import Closing, Session
 from runtimes.selection import open_graph
 
 Feed = dict[str, np.ndarray]
@@ -46,41 +51,53 @@ RunGraph = Callable[[str, Feed], dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
-class FeedSet:
-    """Recorded feeds per graph and where they came from."""
+class CollectedFeeds:
+    """Single-sample feeds per graph and where they came from.
+
+    Attributes:
+        feeds: graph -> one feed per sample (batch axis of 1 kept).
+        data_sha256: hash of the data drawn (the calibration record).
+        source: ``modality:PATH``, ``synthetic`` or ``npz:PATH``.
+        items: images, generated samples or npz rows drawn.
+        labels: graph -> output -> integer classes, one entry per output row over the
+            samples in order (only an ``.npz`` carries them).
+    """
 
     feeds: dict[str, list[Feed]]
     data_sha256: str
     source: str
-    items: int  # images, generated samples or npz rows drawn
+    items: int
+    labels: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def count(self, graph: str) -> int:
         return len(self.feeds.get(graph, []))
 
 
-def fp32_runner(bundle: ModelBundle, device: DeviceInfo) -> RunGraph:
+class FP32Runner(Closing):
+    """Runs any graph of a bundle in FP32 on ONNX Runtime's CPU provider: ``run(graph,
+    feeds)``. Sessions open on first use; ``close`` (or the ``with`` block) frees them."""
+
+    def __init__(self, bundle: ModelBundle, device: DeviceInfo) -> None:
+        self._bundle, self._device = bundle, device
+        self._sessions: dict[str, Session] = {}
+
+    def __call__(self, graph: str, feeds: Feed) -> dict[str, np.ndarray]:
+        if graph not in self._sessions:
+            self._sessions[graph] = open_graph(
+                self._bundle, graph, self._device, backend="ort-cpu", precision="fp32"
+            )
+        spec = self._bundle.manifest.graph(graph)
+        return run_batched(self._sessions[graph], spec, feeds)
+
+    def close(self) -> None:
+        for session in self._sessions.values():
+            session.close()
+        self._sessions.clear()
+
+
+def fp32_runner(bundle: ModelBundle, device: DeviceInfo) -> FP32Runner:
     """Run any graph of ``bundle`` in FP32 on ONNX Runtime's CPU provider (opened lazily)."""
-    sessions: dict[str, Session] = {}
-
-    def run(graph: str, feeds: Feed) -> dict[str, np.ndarray]:
-        if graph not in sessions:
-            sessions[graph] = open_graph(bundle, graph, device, backend="ort-cpu", precision="fp32")
-        step = _leading_max(bundle, graph)
-        total = next(iter(feeds.values())).shape[0]
-        parts = [
-            sessions[graph].run({k: v[start : start + step] for k, v in feeds.items()})
-            for start in range(0, total, step)
-        ]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-    return run
-
-
-def _leading_max(bundle: ModelBundle, graph: str) -> int:
-    """Largest first-axis size the graph's profile allows (its inputs share that axis)."""
-    spec = bundle.manifest.graph(graph)
-    first = spec.inputs[0].shape[0]
-    return spec.dims[first].max if isinstance(first, str) else int(first)
+    return FP32Runner(bundle, device)
 
 
 def _image_calls(data: str, modality: str) -> list[tuple[dict[str, Any], list[Path]]]:
@@ -145,12 +162,16 @@ _CALLS: dict[str, Callable[[str, str], list[tuple[dict[str, Any], list[Path]]]]]
 
 def pipeline_feeds(
     bundle: ModelBundle, device: DeviceInfo, data: str, count: int | None, seed: int
-) -> FeedSet:
+) -> CollectedFeeds:
     """Run the bundle's FP32 pipeline over sampled inputs, recording what every graph sees.
 
     The pipeline does its own preprocessing (detection, crops, resampling, log-mel,
     tokenisation), so calibration never keeps a second copy of it.
     """
+    # TODO(lead): this is calibration's one import of the public API (a dependency-rule
+    # breach, issue #14 item 5). Recording needs the Recognizer's composition (the shared
+    # detector, bind/bind_encoder, predict's modality dispatch); once that lives in
+    # edge_sdk.pipelines (api.Recognizer wrapping it), import it from there instead.
     from edge_sdk.api import Recognizer
     from edge_sdk.pipelines.registry import pipeline_class
 
@@ -169,7 +190,7 @@ def pipeline_feeds(
             recognizer.predict(**kwargs)
     feeds = {name: split_batches(rec.feeds) for name, rec in recorders.items()}
     files = sorted({p for _, paths in calls for p in paths})
-    return FeedSet(feeds, files_sha256(files), f"{modality}:{data}", len(calls))
+    return CollectedFeeds(feeds, files_sha256(files), f"{modality}:{data}", len(calls))
 
 
 def _recipe_config(bundle: ModelBundle) -> tuple[Any, Any]:
@@ -216,7 +237,7 @@ def graph_feeds_from_batch(
 
 def synthetic_feeds(
     bundle: ModelBundle, device: DeviceInfo, count: int | None, seed: int
-) -> FeedSet:
+) -> CollectedFeeds:
     """Feeds drawn from the family's own generated distribution (``synthetic_batch``)."""
     import torch
 
@@ -225,43 +246,29 @@ def synthetic_feeds(
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     batch = _tensor_dict(recipe.synthetic_batch(config, rng, total))
-    feeds = graph_feeds_from_batch(bundle, batch, fp32_runner(bundle, device))
+    with fp32_runner(bundle, device) as run:
+        feeds = graph_feeds_from_batch(bundle, batch, run)
     digest = hashlib.sha256(f"synthetic:{bundle.manifest.family}:{seed}:{total}".encode())
-    return FeedSet(feeds, digest.hexdigest(), "synthetic", total)
+    return CollectedFeeds(feeds, digest.hexdigest(), "synthetic", total)
 
 
-def npz_feeds(bundle: ModelBundle, data: str, count: int | None, seed: int) -> FeedSet:
-    """Feeds stored as ``GRAPH/INPUT`` arrays (first axis = samples) in an ``.npz`` file."""
-    path = Path(data)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable .npz of arrays: {exc}") from exc
+def npz_feeds(bundle: ModelBundle, data: str, count: int | None, seed: int) -> CollectedFeeds:
+    """Feeds stored as ``GRAPH/INPUT`` arrays (first axis = samples) in an ``.npz`` file,
+    with their ``GRAPH/OUTPUT:labels`` when the file has them; rows drawn by ``seed``."""
     feeds: dict[str, list[Feed]] = {}
-    for graph in bundle.manifest.graphs:
-        keys = {t.name: f"{graph.name}/{t.name}" for t in graph.inputs}
-        present = [k for k in keys.values() if k in arrays]
-        if not present:
-            continue
-        if len(present) != len(keys):
-            missing = sorted(set(keys.values()) - set(present))
-            raise InputError(f"{path}: graph {graph.name!r} lacks arrays {missing}")
-        sizes = {arrays[k].shape[0] for k in keys.values()}
-        if len(sizes) != 1:
-            raise InputError(f"{path}: inputs of graph {graph.name!r} differ in sample count")
-        rows = sample(list(range(sizes.pop())), count, seed)
-        feeds[graph.name] = [
-            {name: arrays[key][i : i + 1] for name, key in keys.items()} for i in rows
-        ]
-    if not feeds:
-        raise InputError(f"{path}: no arrays named GRAPH/INPUT for any graph of the bundle")
-    return FeedSet(feeds, files_sha256([path]), f"npz:{data}", max(map(len, feeds.values())))
+    labels: dict[str, dict[str, np.ndarray]] = {}
+    for graph, arrays in read_npz_feeds(data, bundle.manifest).items():
+        rows = sample(range(arrays.samples), count, seed)
+        feeds[graph] = arrays.feeds(rows)
+        if arrays.labels:
+            labels[graph] = arrays.labels_for(rows)
+    items = max(map(len, feeds.values()))
+    return CollectedFeeds(feeds, files_sha256([Path(data)]), f"npz:{data}", items, labels)
 
 
 def collect_feeds(
     bundle: ModelBundle, device: DeviceInfo, data: str, count: int | None, seed: int
-) -> FeedSet:
+) -> CollectedFeeds:
     """Pick the source from ``data``: ``synthetic``, an ``.npz`` file, or images."""
     if data == "synthetic":
         return synthetic_feeds(bundle, device, count, seed)

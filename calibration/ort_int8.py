@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from calibration.cpu_int8 import CpuTrial, check_mode, decide, median_latencies
-from calibration.feeds import Feed, FeedSet, collect_feeds
+from calibration.feeds import CollectedFeeds, Feed, collect_feeds
 from calibration.gate import GateThresholds, OutputFigures, compare_runs
 from calibration.policy import METHODS, FamilyPolicy, policy_for
 from calibration.quantize import quantize_graph
@@ -314,7 +314,7 @@ def calibrate_bundle(
     policy = policy_for(bundle.manifest)
     methods = _methods(method, policy)
     feedset = collect_feeds(bundle, device, data, count, seed)
-    gate_set: FeedSet | None = None
+    gate_set: CollectedFeeds | None = None
     if holdout_data is not None:
         gate_set = collect_feeds(bundle, device, holdout_data, None, seed + 1)
     results: list[GraphCalibration] = []
@@ -322,28 +322,51 @@ def calibrate_bundle(
     for spec in bundle.manifest.graphs:
         if spec.name in policy.skip_graphs:
             continue
-        feeds = feedset.feeds.get(spec.name, [])
-        if gate_set is None:
-            calib, held = _split(feeds, holdout, seed)
-        else:
-            calib, held = feeds, gate_set.feeds.get(spec.name, [])
-        _check_counts(spec.name, calib, feedset.source)
-        if not held:
-            raise CalibrationError(f"graph {spec.name!r}: no held-out samples for the gate")
-        fp32 = _fp32_artifact(bundle, spec.name)
-        summary, model = calibrate_graph(
-            spec.name,
-            bundle.read_artifact(fp32),
-            calib,
-            held,
-            methods,
-            policy,
-            thresholds,
-            cpu_int8,
+        calib, held = _graph_samples(spec.name, feedset, gate_set, holdout, seed)
+        fp32 = bundle.read_artifact(_fp32_artifact(bundle, spec.name))
+        summary, models[spec.name] = calibrate_graph(
+            spec.name, fp32, calib, held, methods, policy, thresholds, cpu_int8
         )
         results.append(summary)
-        models[spec.name] = model
-    record = Calibration(
+    record = _record(method, policy, feedset, results, thresholds, seed, force)
+    result = CalibrationResult(tuple(results), record, None)
+    if not result.passed and not force:
+        raise _refusal(bundle, result)
+    return replace(result, bundle=_write(bundle, models, record))
+
+
+def _graph_samples(
+    graph: str,
+    feedset: CollectedFeeds,
+    gate_set: CollectedFeeds | None,
+    holdout: float,
+    seed: int,
+) -> tuple[list[Feed], list[Feed]]:
+    """Calibration and held-out samples of one graph: a seeded split of ``feedset``, or all
+    of it with ``gate_set`` held out; too few of either is refused."""
+    feeds = feedset.feeds.get(graph, [])
+    if gate_set is None:
+        calib, held = _split(feeds, holdout, seed)
+    else:
+        calib, held = feeds, gate_set.feeds.get(graph, [])
+    _check_counts(graph, calib, feedset.source)
+    if not held:
+        raise CalibrationError(f"graph {graph!r}: no held-out samples for the gate")
+    return calib, held
+
+
+def _record(
+    method: str,
+    policy: FamilyPolicy,
+    feedset: CollectedFeeds,
+    results: list[GraphCalibration],
+    thresholds: GateThresholds,
+    seed: int,
+    force: bool,
+) -> Calibration:
+    """The manifest's calibration record: method, counts, data hash, figures, thresholds."""
+    passed = all(g.chosen.passed for g in results)
+    return Calibration(
         method=method if method != "default" else policy.method,
         sample_count=sum(g.calibration_samples for g in results),
         data_sha256=feedset.data_sha256,
@@ -352,20 +375,21 @@ def calibrate_bundle(
         source=feedset.source,
         graphs={g.graph: g.to_dict() for g in results},
         thresholds={**thresholds.to_dict(), "tie_margin": policy.tie_margin},
-        passed=all(g.chosen.passed for g in results),
-        forced=force and not all(g.chosen.passed for g in results),
+        passed=passed,
+        forced=force and not passed,
     )
-    result = CalibrationResult(tuple(results), record, None)
-    if not result.passed and not force:
-        message = _failure_message(result)
-        if bundle.manifest.untrained:
-            message += (
-                "\n  the bundle holds untrained (random) weights (exported with --untrained): "
-                "their outputs are near-constant, so INT8 cannot reproduce their tiny spread; "
-                "calibrate a trained bundle"
-            )
-        raise GateFailedError(message, result)
-    return replace(result, bundle=_write(bundle, models, record))
+
+
+def _refusal(bundle: ModelBundle, result: CalibrationResult) -> GateFailedError:
+    """Why nothing is written, naming each failing output (and untrained weights)."""
+    message = _failure_message(result)
+    if bundle.manifest.untrained:
+        message += (
+            "\n  the bundle holds untrained (random) weights (exported with --untrained): "
+            "their outputs are near-constant, so INT8 cannot reproduce their tiny spread; "
+            "calibrate a trained bundle"
+        )
+    return GateFailedError(message, result)
 
 
 def _fp32_artifact(bundle: ModelBundle, graph: str) -> Artifact:

@@ -13,11 +13,14 @@ import threading
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from runtimes.base import Session
+from runtimes.base import Closing, Session
 
 
-class RecordingSession:
-    """A Session that stores a copy of every feed, then runs the wrapped session."""
+class RecordingSession(Closing):
+    """A Session that stores a copy of every feed, then runs the wrapped session.
+
+    ``close`` closes the wrapped session (the recorder itself holds only the feeds).
+    """
 
     def __init__(self, inner: Session) -> None:
         self._inner = inner
@@ -33,6 +36,9 @@ class RecordingSession:
         with self._lock:
             self.feeds.append({k: np.array(v, copy=True) for k, v in feeds.items()})
         return self._inner.run(feeds)
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 def split_batches(feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:

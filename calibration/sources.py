@@ -1,22 +1,28 @@
-"""Where calibration inputs come from: folders or list files of media, sampled by seed.
+"""Where calibration (and check) inputs come from: media folders or list files, or an
+``.npz`` of graph feeds, sampled by seed.
 
 Sampling is seeded and the selection is hashed, so the manifest's calibration record says
-exactly which data produced the scales.
+exactly which data produced the scales. :func:`read_npz_feeds` is the one reader of the
+``GRAPH/INPUT`` format, for ``calibrate`` and for ``verify --data`` alike.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
 from edge_sdk.errors import InputError
+from edge_sdk.manifest import GraphSpec, Manifest
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 T = TypeVar("T")
+DATA_KEY_SEPARATOR = "/"  # npz keys: "<graph>/<input>"; labels: "<graph>/<output>:labels"
+LABELS_SUFFIX = ":labels"
 
 
 AUDIO_SUFFIXES = frozenset({".wav"})
@@ -71,3 +77,93 @@ def files_sha256(paths: Sequence[Path]) -> str:
         digest.update(path.name.encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class GraphArrays:
+    """One graph's arrays from an ``.npz`` of feeds, first axis = samples.
+
+    Attributes:
+        inputs: input name -> every sample of it.
+        labels: output name -> integer ground truth per sample (optional in the file).
+        samples: the shared first-axis length.
+    """
+
+    inputs: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    samples: int
+
+    def feeds(self, rows: Sequence[int]) -> list[dict[str, np.ndarray]]:
+        """Single-sample feeds (batch axis kept) for ``rows``."""
+        return [{name: array[i : i + 1] for name, array in self.inputs.items()} for i in rows]
+
+    def labels_for(self, rows: Sequence[int]) -> dict[str, np.ndarray]:
+        """Integer labels of ``rows``, one entry per output row, concatenated."""
+        index = list(rows)
+        return {k: v[index].reshape(-1).astype(np.int64) for k, v in self.labels.items()}
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise InputError(f"data file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path} is not a readable .npz of arrays: {exc}") from exc
+
+
+def _graph_arrays(path: Path, graph: GraphSpec, arrays: dict[str, np.ndarray]) -> GraphArrays:
+    keys = {t.name: f"{graph.name}{DATA_KEY_SEPARATOR}{t.name}" for t in graph.inputs}
+    present = [k for k in keys.values() if k in arrays]
+    if len(present) != len(keys):
+        missing = sorted(set(keys.values()) - set(present))
+        raise InputError(f"{path}: graph {graph.name!r} lacks arrays {missing}")
+    lengths = {arrays[k].shape[0] if arrays[k].ndim else -1 for k in keys.values()}
+    if len(lengths) != 1 or -1 in lengths:
+        raise InputError(f"{path}: inputs of graph {graph.name!r} differ in sample count")
+    total = lengths.pop()
+    prefix = f"{graph.name}{DATA_KEY_SEPARATOR}"
+    outputs = {t.name for t in graph.outputs}
+    labelled = {
+        key[len(prefix) : -len(LABELS_SUFFIX)]: key
+        for key in arrays
+        if key.startswith(prefix) and key.endswith(LABELS_SUFFIX)
+    }
+    unknown = sorted(key for output, key in labelled.items() if output not in outputs)
+    if unknown:
+        raise InputError(f"{path}: labels for unknown outputs: {unknown}")
+    for key in labelled.values():
+        if arrays[key].shape[:1] != (total,):
+            raise InputError(f"{path}: {key} must have {total} rows, one per sample")
+    return GraphArrays(
+        {name: arrays[key] for name, key in keys.items()},
+        {output: arrays[key] for output, key in labelled.items()},
+        total,
+    )
+
+
+def read_npz_feeds(path: str | Path, manifest: Manifest) -> dict[str, GraphArrays]:
+    """The graphs an ``.npz`` of feeds reaches: ``GRAPH/INPUT`` arrays (first axis =
+    samples) and optional ``GRAPH/OUTPUT:labels`` integer classes.
+
+    Every key must name a graph of the bundle and a graph's inputs come all or none, so a
+    misspelt key is an error rather than a graph silently left without data.
+    """
+    path = Path(path)
+    arrays = _load_npz(path)
+    names = [g.name for g in manifest.graphs]
+    for key in arrays:
+        graph_name, sep, rest = key.partition(DATA_KEY_SEPARATOR)
+        if not sep or not rest:
+            raise InputError(f"{path}: key {key!r} is not '<graph>/<input>'")
+        if graph_name not in names:
+            raise InputError(f"{path}: key {key!r} names no graph of the bundle ({names})")
+    found = {
+        graph.name: _graph_arrays(path, graph, arrays)
+        for graph in manifest.graphs
+        if any(f"{graph.name}{DATA_KEY_SEPARATOR}{t.name}" in arrays for t in graph.inputs)
+    }
+    if not found:
+        raise InputError(f"{path}: no arrays named GRAPH/INPUT for any graph of the bundle")
+    return found

@@ -21,7 +21,7 @@ from edge_sdk.checks.feeds import feeds_for_sizes, fit_dims, generate_feeds
 from edge_sdk.checks.verify import (
     Tolerance,
     ToleranceOverrides,
-    compare_output,
+    check_output,
     tolerance_for,
     verify,
 )
@@ -321,14 +321,14 @@ def test_generated_feeds_follow_the_spec() -> None:
     assert labels[0] == "opt (batch=2, side=16)" and labels[-1].endswith("capped)")
 
 
-def test_compare_output_flags_nan_and_shape() -> None:
+def test_check_output_flags_nan_and_shape() -> None:
     tol = Tolerance("fp32", 1e-5, 1e-5)
     ref = np.ones((2, 4), np.float32)
     bad = ref.copy()
     bad[0, 1] = np.nan
-    check = compare_output("g", "y", "logits", [("opt", ref, bad)], tol)
+    check = check_output("g", "y", "logits", [("opt", ref, bad)], tol)
     assert not check.passed and "1 NaN/Inf values" in check.failures
-    shape = compare_output("g", "y", "logits", [("opt", ref, ref[:1])], tol)
+    shape = check_output("g", "y", "logits", [("opt", ref, ref[:1])], tol)
     assert not shape.passed and "shape" in shape.failures[0]
-    close = compare_output("g", "y", "logits", [("opt", ref, ref + 5e-6)], tol)
+    close = check_output("g", "y", "logits", [("opt", ref, ref + 5e-6)], tol)
     assert close.passed and close.agreement == 1.0 and 0.2 < close.worst_ratio < 0.3

@@ -17,6 +17,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,14 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.bundle import ModelBundle
+from edge_sdk.checks.bench_results import (
+    BenchResult,
+    GraphTiming,
+    Latency,
+    StageTiming,
+    SweepPoint,
+    time_calls,
+)
 from edge_sdk.checks.feeds import (
     DEFAULT_MAX_ELEMENTS,
     batch_dim,
@@ -43,168 +52,6 @@ SWEEP_POINTS = 5
 EXAMPLE_IMAGE = Path(__file__).resolve().parents[2] / "examples" / "astronaut.png"
 
 StepCallback = Callable[[int, int, str], None]
-
-
-@dataclass(frozen=True)
-class Latency:
-    """Timed samples in milliseconds and their summary."""
-
-    samples_ms: tuple[float, ...]
-
-    def percentile(self, q: float) -> float:
-        """The ``q``-th percentile in ms (NaN without samples)."""
-        return float(np.percentile(self.samples_ms, q)) if self.samples_ms else float("nan")
-
-    @property
-    def p50(self) -> float:
-        return self.percentile(50)
-
-    @property
-    def p90(self) -> float:
-        return self.percentile(90)
-
-    @property
-    def p99(self) -> float:
-        return self.percentile(99)
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.samples_ms)) if self.samples_ms else float("nan")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Summary plus the raw samples."""
-        return {
-            "p50_ms": self.p50,
-            "p90_ms": self.p90,
-            "p99_ms": self.p99,
-            "mean_ms": self.mean,
-            "min_ms": min(self.samples_ms, default=float("nan")),
-            "max_ms": max(self.samples_ms, default=float("nan")),
-            "runs": len(self.samples_ms),
-            "samples_ms": list(self.samples_ms),
-        }
-
-
-def time_calls(call: Callable[[], object], warmup: int, runs: int) -> Latency:
-    """``warmup`` untimed calls, then ``runs`` timed ones (wall clock, perf_counter)."""
-    for _ in range(warmup):
-        call()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return Latency(tuple(samples))
-
-
-@dataclass(frozen=True)
-class GraphTiming:
-    """One graph at one size on one backend.
-
-    ``items`` is the batch size along the batch dim (1 when the graph has none);
-    throughput is items per second at the median latency.
-    """
-
-    graph: str
-    backend: str
-    dims: dict[str, int]
-    items: int
-    latency: Latency
-    rss_mb: float
-
-    @property
-    def throughput(self) -> float:
-        p50 = self.latency.p50
-        return self.items * 1e3 / p50 if p50 > 0 else float("nan")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "graph": self.graph,
-            "backend": self.backend,
-            "dims": dict(self.dims),
-            "items": self.items,
-            "throughput_per_s": self.throughput,
-            "peak_rss_mb_after": self.rss_mb,
-            **self.latency.to_dict(),
-        }
-
-
-@dataclass(frozen=True)
-class SweepPoint:
-    """Latency with one dynamic dim at ``value`` and every other dim at ``opt``."""
-
-    graph: str
-    backend: str
-    dim: str
-    value: int
-    dims: dict[str, int]
-    latency: Latency
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "graph": self.graph,
-            "backend": self.backend,
-            "dim": self.dim,
-            "value": self.value,
-            "dims": dict(self.dims),
-            **self.latency.to_dict(),
-        }
-
-
-@dataclass(frozen=True)
-class StageTiming:
-    """One pipeline stage (or ``e2e``, the wall clock of the whole call) on one input.
-
-    ``runtime`` is the backend asked for (``auto`` = selection's choice); ``backends`` says
-    which backend/precision ran each graph.
-    """
-
-    input: str
-    stage: str
-    runtime: str
-    backends: str
-    latency: Latency
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "input": self.input,
-            "stage": self.stage,
-            "runtime": self.runtime,
-            "backends": self.backends,
-            **self.latency.to_dict(),
-        }
-
-
-@dataclass(frozen=True)
-class BenchResult:
-    """Everything :func:`bench` measured."""
-
-    bundle: str
-    root: str
-    machine: dict[str, Any]
-    settings: dict[str, Any]
-    graphs: tuple[GraphTiming, ...]
-    batches: tuple[GraphTiming, ...] = ()
-    sweeps: tuple[SweepPoint, ...] = ()
-    stages: tuple[StageTiming, ...] = ()
-    peak_rss_mb: float = 0.0
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {
-            "check": "bench",
-            "bundle": self.bundle,
-            "root": self.root,
-            "machine": dict(self.machine),
-            "settings": dict(self.settings),
-            "peak_rss_mb": self.peak_rss_mb,
-            "graphs": [g.to_dict() for g in self.graphs],
-            "batches": [b.to_dict() for b in self.batches],
-            "sweeps": [s.to_dict() for s in self.sweeps],
-            "stages": [s.to_dict() for s in self.stages],
-            "notes": list(self.notes),
-        }
 
 
 def peak_rss_mb() -> float:
@@ -272,17 +119,109 @@ def sweep_values(graph: GraphSpec, dim: str, points: int, max_elements: int) -> 
     return [v for v in values if largest_input(graph, {**opt, dim: v}) <= max_elements]
 
 
-def _open_sessions(
+@dataclass(frozen=True)
+class _GraphPlan:
+    """What to time for one graph: the batch sizes and the (dim, value) sweep points."""
+
+    spec: GraphSpec
+    sizes: tuple[int, ...]
+    swept: tuple[tuple[str, int], ...]
+
+
+def _plan(
+    specs: Sequence[GraphSpec],
+    batches: Sequence[int],
+    sweep: bool,
+    sweep_points: int,
+    max_elements: int,
+) -> list[_GraphPlan]:
+    plan = []
+    for spec in specs:
+        swept: list[tuple[str, int]] = []
+        if sweep:
+            lead = batch_dim(spec)
+            for dim in sorted(spec.dims):
+                if dim != lead:
+                    swept += [(dim, v) for v in sweep_values(spec, dim, sweep_points, max_elements)]
+        plan.append(_GraphPlan(spec, tuple(batch_sizes(spec, batches, max_elements)), tuple(swept)))
+    return plan
+
+
+@dataclass
+class _Rows:
+    """What the graph timings collect, in measurement order."""
+
+    graphs: list[GraphTiming] = field(default_factory=list)
+    batches: list[GraphTiming] = field(default_factory=list)
+    sweeps: list[SweepPoint] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _time_session(
+    session: Session,
+    plan: _GraphPlan,
+    opt: dict[str, int],
+    seed: int,
+    warmup: int,
+    runs: int,
+    rows: _Rows,
+    step: Callable[[str], None],
+) -> None:
+    """One graph on one opened session: opt sizes, each batch size, each sweep point."""
+    spec, lead, name = plan.spec, batch_dim(plan.spec), _describe(session)
+
+    def timed(dims: dict[str, int], size: str) -> Latency:
+        feeds = generate_feeds(spec, dims, seed, size).runs[0]
+        return time_calls(lambda: session.run(feeds), warmup, runs)
+
+    latency = timed(opt, "opt")
+    items = opt[lead] if lead else 1
+    rows.graphs.append(GraphTiming(spec.name, name, opt, items, latency, peak_rss_mb()))
+    step(f"{spec.name} {name} opt")
+    for size in plan.sizes if lead is not None else ():
+        dims = {**opt, lead: size}
+        latency = timed(dims, f"batch{size}")
+        rows.batches.append(GraphTiming(spec.name, name, dims, size, latency, peak_rss_mb()))
+        step(f"{spec.name} {name} batch {size}")
+    for dim, value in plan.swept:
+        dims = {**opt, dim: value}
+        latency = timed(dims, f"{dim}{value}")
+        rows.sweeps.append(SweepPoint(spec.name, name, dim, value, dims, latency))
+        step(f"{spec.name} {name} {dim}={value}")
+
+
+def _time_graphs(
     bundle: ModelBundle,
-    graph: str,
     device: DeviceInfo,
+    plan: list[_GraphPlan],
     backends: Sequence[str | None],
     precision: str | None,
-) -> list[Session]:
-    sessions = []
-    for backend in backends:
-        sessions.append(open_graph(bundle, graph, device, backend=backend, precision=precision))
-    return sessions
+    options: dict[str, int],
+    step: Callable[[str], None],
+) -> _Rows:
+    """Every planned graph on every backend; each graph's sessions are closed after it."""
+    rows = _Rows()
+    max_elements = options["max_elements"]
+    for graph in plan:
+        spec = graph.spec
+        opt, capped = fit_dims(spec, dims_at(spec, "opt"), max_elements)
+        if capped:
+            rows.notes.append(
+                f"{spec.name}: opt sizes shrunk to {opt} to fit {max_elements} values"
+            )
+        with ExitStack() as stack:
+            sessions = [
+                stack.enter_context(
+                    open_graph(bundle, spec.name, device, backend=backend, precision=precision)
+                )
+                for backend in backends
+            ]
+            for session in sessions:
+                _time_session(
+                    session, graph, opt, options["seed"], options["warmup"], options["runs"],
+                    rows, step,
+                )
+    return rows
 
 
 def bench(
@@ -325,18 +264,8 @@ def bench(
     names = list(graphs) if graphs else [g.name for g in manifest.graphs]
     specs = [manifest.graph(n) for n in names]
     stage_images = _stage_inputs(bundle, images)
-    plan = []
-    for spec in specs:
-        sizes = batch_sizes(spec, batches, max_elements)
-        swept = []
-        if sweep:
-            lead = batch_dim(spec)
-            for dim in sorted(spec.dims):
-                if dim == lead:
-                    continue
-                swept += [(dim, v) for v in sweep_values(spec, dim, sweep_points, max_elements)]
-        plan.append((spec, sizes, swept))
-    per_backend = sum(1 + len(sizes) + len(swept) for _, sizes, swept in plan)
+    plan = _plan(specs, batches, sweep, sweep_points, max_elements)
+    per_backend = sum(1 + len(g.sizes) + len(g.swept) for g in plan)
     total = per_backend * len(backends) + len(stage_images) * len(backends)
     done = 0
 
@@ -346,34 +275,8 @@ def bench(
         if on_step is not None:
             on_step(done, total, description)
 
-    timings: list[GraphTiming] = []
-    batch_rows: list[GraphTiming] = []
-    sweep_rows: list[SweepPoint] = []
-    notes: list[str] = []
-    for spec, sizes, swept in plan:
-        lead = batch_dim(spec)
-        opt, capped = fit_dims(spec, dims_at(spec, "opt"), max_elements)
-        if capped:
-            notes.append(f"{spec.name}: opt sizes shrunk to {opt} to fit {max_elements} values")
-        for session in _open_sessions(bundle, spec.name, device, backends, precision):
-            name = _describe(session)
-            feeds = generate_feeds(spec, opt, seed, "opt").runs[0]
-            latency = time_calls(lambda s=session, f=feeds: s.run(f), warmup, runs)
-            items = opt[lead] if lead else 1
-            timings.append(GraphTiming(spec.name, name, opt, items, latency, peak_rss_mb()))
-            step(f"{spec.name} {name} opt")
-            for size in sizes:
-                dims = {**opt, lead: size}
-                feeds = generate_feeds(spec, dims, seed, f"batch{size}").runs[0]
-                latency = time_calls(lambda s=session, f=feeds: s.run(f), warmup, runs)
-                batch_rows.append(GraphTiming(spec.name, name, dims, size, latency, peak_rss_mb()))
-                step(f"{spec.name} {name} batch {size}")
-            for dim, value in swept:
-                dims = {**opt, dim: value}
-                feeds = generate_feeds(spec, dims, seed, f"{dim}{value}").runs[0]
-                latency = time_calls(lambda s=session, f=feeds: s.run(f), warmup, runs)
-                sweep_rows.append(SweepPoint(spec.name, name, dim, value, dims, latency))
-                step(f"{spec.name} {name} {dim}={value}")
+    options = {"warmup": warmup, "runs": runs, "seed": seed, "max_elements": max_elements}
+    rows = _time_graphs(bundle, device, plan, backends, precision, options, step)
     stages: list[StageTiming] = []
     if stage_images:
         stages = _stage_timings(
@@ -393,12 +296,12 @@ def bench(
             "precision": precision or "any",
             "seed": seed,
         },
-        graphs=tuple(timings),
-        batches=tuple(batch_rows),
-        sweeps=tuple(sweep_rows),
+        graphs=tuple(rows.graphs),
+        batches=tuple(rows.batches),
+        sweeps=tuple(rows.sweeps),
         stages=tuple(stages),
         peak_rss_mb=peak_rss_mb(),
-        notes=tuple(notes),
+        notes=tuple(rows.notes),
     )
 
 
@@ -446,23 +349,32 @@ def _stage_timings(
             raise EdgeSDKError(
                 f"cannot open the face pipeline on {backend or 'auto'}: {exc}"
             ) from exc
-        used = ", ".join(f"{g}={b}" for g, b in sorted(pipeline.backends.items()))
-        for label, data in inputs.items():
-            for _ in range(warmup):
-                pipeline.predict(data)
-            samples: dict[str, list[float]] = {}
-            for _ in range(runs):
-                start = time.perf_counter()
-                result = pipeline.predict(data)
-                samples.setdefault("e2e", []).append((time.perf_counter() - start) * 1e3)
-                for stage, ms in result.timings_ms.items():
-                    samples.setdefault(stage, []).append(float(ms))
-            for stage, values in samples.items():
-                rows.append(
-                    StageTiming(label, stage, backend or "auto", used, Latency(tuple(values)))
-                )
-            step(f"pipeline {backend or 'auto'} {label}")
+        with pipeline:
+            used = ", ".join(f"{g}={b}" for g, b in sorted(pipeline.backends.items()))
+            for label, data in inputs.items():
+                samples = _stage_samples(pipeline, data, warmup, runs)
+                for stage, values in samples.items():
+                    rows.append(
+                        StageTiming(label, stage, backend or "auto", used, Latency(tuple(values)))
+                    )
+                step(f"pipeline {backend or 'auto'} {label}")
     return rows
+
+
+def _stage_samples(
+    pipeline: Any, data: bytes, warmup: int, runs: int
+) -> dict[str, list[float]]:
+    """Per-stage times of ``runs`` calls after ``warmup``, plus ``e2e`` (the wall clock)."""
+    for _ in range(warmup):
+        pipeline.predict(data)
+    samples: dict[str, list[float]] = {}
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = pipeline.predict(data)
+        samples.setdefault("e2e", []).append((time.perf_counter() - start) * 1e3)
+        for stage, ms in result.timings_ms.items():
+            samples.setdefault(stage, []).append(float(ms))
+    return samples
 
 
 __all__ = [

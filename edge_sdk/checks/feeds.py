@@ -1,4 +1,7 @@
-"""Inputs for checks: seeded feeds generated from a graph's spec, or feeds read from ``.npz``.
+"""Inputs for checks: seeded feeds generated from a graph's spec, or the user's ``--data``.
+
+``--data`` is read by the SDK's one feed source, :func:`calibration.feeds.collect_feeds`
+(what ``edge-sdk calibrate`` reads); here its single-sample feeds are grouped into runs.
 
 The manifest gives every input's dtype and shape, and a min/opt/max profile for each named
 dynamic dimension; generated feeds use those sizes. A size whose largest input would exceed
@@ -25,12 +28,10 @@ import numpy as np
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import InputError
-from edge_sdk.manifest import GraphSpec, Manifest
+from edge_sdk.manifest import GraphSpec
 
 SIZES = ("opt", "min", "max")
 DEFAULT_MAX_ELEMENTS = 1 << 22  # 4 Mi values (16 MiB float32) per input tensor
-DATA_KEY_SEPARATOR = "/"  # npz keys: "<graph>/<input>"; labels: "<graph>/<output>:labels"
-LABELS_SUFFIX = ":labels"
 
 
 @dataclass(frozen=True)
@@ -228,68 +229,6 @@ def _dims_of(graph: GraphSpec, feed: dict[str, np.ndarray]) -> dict[str, int]:
     return dims
 
 
-def _npz_feeds(path: Path, manifest: Manifest, count: int | None) -> dict[str, FeedSet]:
-    """``GRAPH/INPUT`` arrays, first axis = samples (the calibration format), plus optional
-    ``GRAPH/OUTPUT:labels`` arrays of integer classes, first axis = samples."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path} is not a readable .npz of arrays: {exc}") from exc
-    for key in arrays:
-        graph_name, sep, name = key.partition(DATA_KEY_SEPARATOR)
-        if not sep or not name:
-            raise InputError(f"{path}: key {key!r} is not '<graph>/<input>'")
-        if graph_name not in {g.name for g in manifest.graphs}:
-            known = [g.name for g in manifest.graphs]
-            raise InputError(f"{path}: key {key!r} names no graph of the bundle ({known})")
-    result: dict[str, FeedSet] = {}
-    for graph in manifest.graphs:
-        keys = {t.name: f"{graph.name}/{t.name}" for t in graph.inputs}
-        present = [k for k in keys.values() if k in arrays]
-        if not present:
-            continue
-        if len(present) != len(keys):
-            missing = sorted(set(keys.values()) - set(present))
-            raise InputError(f"{path}: graph {graph.name!r} lacks arrays {missing}")
-        lengths = {arrays[k].shape[0] if arrays[k].ndim else -1 for k in keys.values()}
-        if len(lengths) != 1 or -1 in lengths:
-            raise InputError(f"{path}: inputs of graph {graph.name!r} differ in sample count")
-        total = lengths.pop()
-        rows = total if count is None else min(count, total)
-        samples = [{n: arrays[k][i : i + 1] for n, k in keys.items()} for i in range(rows)]
-        labels: dict[str, np.ndarray] = {}
-        for output in graph.outputs:
-            key = f"{graph.name}/{output.name}{LABELS_SUFFIX}"
-            if key in arrays:
-                if arrays[key].shape[:1] != (total,):
-                    raise InputError(f"{path}: {key} must have {total} rows, one per sample")
-                labels[output.name] = arrays[key][:rows].reshape(-1).astype(np.int64)
-        outputs = {t.name for t in graph.outputs}
-        prefix = f"{graph.name}/"
-        unknown = sorted(
-            k
-            for k in arrays
-            if k.startswith(prefix)
-            and k.endswith(LABELS_SUFFIX)
-            and k[len(prefix) : -len(LABELS_SUFFIX)] not in outputs
-        )
-        if unknown:
-            raise InputError(f"{path}: labels for unknown outputs: {unknown}")
-        runs = group_samples(graph, samples)
-        result[graph.name] = FeedSet(
-            graph.name,
-            "data",
-            _dims_of(graph, runs[0]) if runs else {},
-            runs,
-            labels=labels,
-            source=f"npz:{path}",
-        )
-    if not result:
-        raise InputError(f"{path}: no arrays named GRAPH/INPUT for any graph of the bundle")
-    return result
-
-
 def load_feeds(
     data: str | Path,
     bundle: ModelBundle,
@@ -297,22 +236,19 @@ def load_feeds(
     count: int | None = None,
     seed: int = 0,
 ) -> dict[str, FeedSet]:
-    """Feeds per graph from ``data``, the same sources ``edge-sdk calibrate`` reads.
+    """Feeds per graph from ``data``, drawn as ``edge-sdk calibrate`` draws them.
 
-    ``FILE.npz`` is read here (it may also carry labels, for metric deltas); an image
-    folder or list (face-pipeline bundles) and ``synthetic`` (families trained with our
-    code) are recorded by :func:`calibration.feeds.collect_feeds`. Graphs the data does not
+    ``FILE.npz`` (which may also carry labels, for metric deltas), an image folder or list
+    (face-pipeline bundles) or ``synthetic`` (families trained with our code): see
+    :func:`calibration.feeds.collect_feeds`; ``count`` items are drawn by ``seed``. The
+    samples are batched into runs along each graph's batch dim; graphs the data does not
     reach are left to generated feeds.
     """
-    text = str(data)
-    if text.endswith(".npz"):
-        path = Path(text)
-        if not path.is_file():
-            raise InputError(f"data file {path} does not exist")
-        return _npz_feeds(path, bundle.manifest, count)
+    # Imported here: the calibration readers pull in onnxruntime.quantization, which
+    # generated-feed checks (bench, verify without --data) never need.
     from calibration.feeds import collect_feeds
 
-    collected = collect_feeds(bundle, device, text, count, seed)
+    collected = collect_feeds(bundle, device, str(data), count, seed)
     result = {}
     for graph_name, samples in collected.feeds.items():
         if not samples:
@@ -320,6 +256,11 @@ def load_feeds(
         graph = bundle.manifest.graph(graph_name)
         runs = group_samples(graph, list(samples))
         result[graph_name] = FeedSet(
-            graph_name, "data", _dims_of(graph, runs[0]), runs, source=collected.source
+            graph_name,
+            "data",
+            _dims_of(graph, runs[0]),
+            runs,
+            labels=dict(collected.labels.get(graph_name, {})),
+            source=collected.source,
         )
     return result

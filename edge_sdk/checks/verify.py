@@ -9,6 +9,12 @@ runtimes, TensorRT included, are still judged against PyTorch; only for ``--data
 a bundle without recorded outputs, the most conservative ONNX Runtime FP32 candidate. The
 result is a structured object; nothing is printed.
 
+Three steps, each usable alone: :func:`plan_verify` (which reference, which candidates,
+which feeds), :func:`run_plan` (every runner over the same feeds, each session closed at
+the end of its ``with`` block) -> :class:`~edge_sdk.checks.run_results.RunResults`, which
+can be saved and reloaded, and :func:`~edge_sdk.checks.compare.compare_results` (the
+verdicts). :func:`verify` chains them.
+
 How an output is judged depends on the candidate's precision:
 
 - FP32: element-wise by the parity rule of each output's kind, the same rules export
@@ -28,430 +34,57 @@ How an output is judged depends on the candidate's precision:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
-import numpy as np
-
-from calibration.gate import as_rows, kind_figures
 from edge_sdk.bundle import ModelBundle
+from edge_sdk.checks.compare import (
+    CandidateCheck,
+    OutputCheck,
+    VerifyResult,
+    check_output,
+    compare_results,
+    output_kinds,
+)
 from edge_sdk.checks.feeds import DEFAULT_MAX_ELEMENTS, SIZES, FeedSet, feeds_for_sizes
+from edge_sdk.checks.run_results import GraphRuns, RunnerOutputs, RunResults, Skipped
+from edge_sdk.checks.tolerances import Tolerance, ToleranceOverrides, tolerance_for
 from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import EdgeSDKError
 from edge_sdk.manifest import GraphSpec, Manifest
-from edge_sdk.parity import ParityRule, check_parity, rules_from_manifest
 from edge_sdk.reference_outputs import REFERENCE_FORMAT, decode_examples
-from runtimes.base import Session, get_backend
+from runtimes.base import get_backend
 from runtimes.selection import Candidate, rank_candidates
 
 REFERENCE_BACKEND = "torch"
 RECORDED_BACKEND = "torch-recorded"  # PyTorch outputs stored at export (runtimes.recorded_backend)
-FP16_TOLERANCE = 1e-2
-# INT8 defaults when a bundle's calibration record has no thresholds (calibration.gate's).
-INT8_DEFAULTS = {
-    "min_agreement": 0.99,
-    "max_prob_diff": 0.25,
-    "max_ccc_delta": 0.02,
-    "min_cosine": 0.98,
-    "max_metric_drop": 0.02,
-}
-REL_FLOOR = 1e-6  # |reference| below this counts as this when reporting relative error
-CLASS_KINDS = ("logits", "probabilities")
 
 StepCallback = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
-class Tolerance:
-    """Pass criteria for one (graph, precision); ``None`` means "not judged".
+class GraphPlan:
+    """One graph to verify: its reference, the candidates compared with it, the feeds."""
 
-    Attributes:
-        atol, rtol: element-wise rule ``|c - r| <= atol + rtol * |r|`` (FP32, FP16).
-        min_agreement: least top-1 / decision agreement with the reference.
-        max_prob_diff: largest probability difference on class or score outputs.
-        max_ccc_delta: largest ``1 - CCC`` per column of regression outputs.
-        min_cosine: least cosine similarity of embedding rows.
-        max_metric_drop: largest accuracy drop against labels (``--data`` with labels).
-        source: where the figures came from, shown to users.
-    """
-
-    precision: str
-    atol: float | None = None
-    rtol: float | None = None
-    min_agreement: float | None = None
-    max_prob_diff: float | None = None
-    max_ccc_delta: float | None = None
-    min_cosine: float | None = None
-    max_metric_drop: float | None = None
-    source: str = "default"
-    rules: dict[str, ParityRule] | None = None
-
-    @property
-    def elementwise(self) -> bool:
-        """Whether outputs are judged element by element."""
-        return self.atol is not None or self.rtol is not None or self.rules is not None
-
-    def element_rule(self, kind: str) -> ParityRule:
-        """The element-wise rule for an output of ``kind``."""
-        if self.rules is not None:
-            return self.rules[kind]
-        return ParityRule(self.atol or 0.0, self.rtol or 0.0, "element")
-
-    def describe(self) -> str:
-        """Short form for tables: ``atol=1e-05 rtol=1e-05 (manifest ...)``."""
-        parts = [
-            f"{key}={value:g}"
-            for key, value in asdict(self).items()
-            if key not in ("precision", "source", "rules") and value is not None
-        ]
-        if self.rules is not None:
-            parts += [
-                f"{kind}: atol={r.atol:g} rtol={r.rtol:g}x{r.scale}"
-                for kind, r in sorted(self.rules.items())
-            ]
-        return f"{' '.join(parts)} ({self.source})"
+    graph: GraphSpec
+    reference: Candidate
+    candidates: tuple[Candidate, ...]
+    feeds: tuple[FeedSet, ...]
 
 
 @dataclass(frozen=True)
-class ToleranceOverrides:
-    """Command-line overrides; a field left ``None`` keeps the manifest's figure."""
+class VerifyPlan:
+    """What a verify run will do; ``steps`` counts runs of one feed set (progress bars)."""
 
-    atol: float | None = None
-    rtol: float | None = None
-    min_agreement: float | None = None
-    max_prob_diff: float | None = None
-    max_metric_drop: float | None = None
-
-    def apply(self, tolerance: Tolerance) -> Tolerance:
-        """``tolerance`` with every given override; atol/rtol only where judged element-wise."""
-        keys = ["min_agreement", "max_prob_diff", "max_metric_drop"]
-        if tolerance.elementwise:
-            keys += ["atol", "rtol"]
-        changes: dict[str, Any] = {
-            k: getattr(self, k) for k in keys if getattr(self, k) is not None
-        }
-        if not changes:
-            return tolerance
-        if tolerance.rules is not None and ("atol" in changes or "rtol" in changes):
-            # --atol/--rtol replace the per-kind rules with NumPy's element-wise rule.
-            changes = {"atol": 0.0, "rtol": 0.0, **changes, "rules": None}
-        return replace(tolerance, **changes, source=f"{tolerance.source}, overridden")
-
-
-def tolerance_for(
-    manifest: Manifest, graph: str, precision: str, overrides: ToleranceOverrides | None = None
-) -> Tolerance:
-    """The tolerance a (graph, precision) is judged by: manifest figures, then overrides.
-
-    Lookup: ``config.tolerances[<graph>.<precision>]`` or ``config.tolerances[<precision>]``
-    (explicit per-bundle figures) else, by precision, the parity rules per output kind
-    (FP32, ``config.parity_rules``), 1e-2 (FP16), the calibration record's gate thresholds
-    (INT8).
-    """
-    explicit = manifest.config.get("tolerances", {})
-    declared = explicit.get(f"{graph}.{precision}") or explicit.get(precision)
-    if isinstance(declared, dict):
-        numeric = set(Tolerance.__dataclass_fields__) - {"precision", "source"}
-        fields = {k: float(v) for k, v in declared.items() if k in numeric}
-        tolerance = Tolerance(precision, **fields, source="manifest config.tolerances")
-    elif precision == "fp32":
-        source = "manifest parity_rules" if "parity_rules" in manifest.config else "default"
-        tolerance = Tolerance(
-            precision, rules=rules_from_manifest(manifest.config), source=f"{source} by kind"
-        )
-    elif precision == "fp16":
-        tolerance = Tolerance(precision, FP16_TOLERANCE, FP16_TOLERANCE, source="default fp16")
-    else:
-        recorded = dict(getattr(manifest.calibration, "thresholds", None) or {})
-        figures = {**INT8_DEFAULTS, **{k: v for k, v in recorded.items() if k in INT8_DEFAULTS}}
-        source = "manifest calibration.thresholds" if recorded else "default int8 gate"
-        tolerance = Tolerance(precision, **{k: float(v) for k, v in figures.items()}, source=source)
-    return overrides.apply(tolerance) if overrides else tolerance
-
-
-def output_kinds(manifest: Manifest, graph: GraphSpec) -> dict[str, str]:
-    """How each output of ``graph`` is read, as the family declared it at export."""
-    return graph.output_kinds()
-
-
-@dataclass(frozen=True)
-class OutputCheck:
-    """One output of one candidate against the reference, over every feed set.
-
-    Attributes:
-        graph, output: what was compared.
-        kind: how it is read (``logits``, ``probabilities``, ``binary``, ``regression``,
-            ``embedding``, ``multilabel_logits``).
-        elements: values compared.
-        max_abs, mean_abs, max_rel: element-wise differences (relative to ``|reference|``,
-            floored at 1e-6).
-        worst_ratio: ``max |c - r| / (atol + rtol |r|)``; <= 1 passes (element-wise only).
-        worst_size: the feed set where ``max_abs`` occurred.
-        by_size: ``max_abs`` per feed set.
-        non_finite, reference_non_finite: NaN/Inf counts in the candidate / reference.
-        agreement, max_prob_diff, ccc_delta, min_cosine: figures by kind (``None`` = n/a).
-        metric_delta: candidate minus reference top-1 accuracy against labels.
-        failures: why it failed; empty when it passed.
-        advisories: decision-level criteria missed on generated inputs (not judged there,
-            see :func:`verify`).
-    """
-
-    graph: str
-    output: str
-    kind: str
-    elements: int
-    max_abs: float
-    mean_abs: float
-    max_rel: float
-    worst_ratio: float | None
-    worst_size: str
-    by_size: dict[str, float]
-    non_finite: int
-    reference_non_finite: int
-    agreement: float | None = None
-    max_prob_diff: float | None = None
-    ccc_delta: float | None = None
-    min_cosine: float | None = None
-    metric_delta: float | None = None
-    failures: tuple[str, ...] = ()
-    advisories: tuple[str, ...] = ()
-
-    @property
-    def passed(self) -> bool:
-        """True when no criterion failed (advisories do not fail)."""
-        return not self.failures
-
-
-@dataclass(frozen=True)
-class CandidateCheck:
-    """One (backend, artifact) of one graph and how each of its outputs compared."""
-
-    graph: str
-    backend: str
-    precision: str
-    artifact: str
-    reference: str
-    tolerance: Tolerance
-    outputs: tuple[OutputCheck, ...] = ()
-    error: str | None = None
-
-    @property
-    def passed(self) -> bool:
-        """True when it ran and every output passed."""
-        return self.error is None and all(o.passed for o in self.outputs)
-
-    @property
-    def name(self) -> str:
-        """``backend/precision``."""
-        return f"{self.backend}/{self.precision}"
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A candidate that was not compared, and why."""
-
-    graph: str
-    backend: str
-    precision: str
-    artifact: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """Everything :func:`verify` found; ``passed`` is the verdict."""
-
-    bundle: str
-    root: str
-    device: str
-    references: dict[str, str]
-    feeds: dict[str, list[str]]
-    candidates: tuple[CandidateCheck, ...]
+    graphs: tuple[GraphPlan, ...]
     skipped: tuple[Skipped, ...] = ()
     errors: tuple[str, ...] = ()
 
     @property
-    def passed(self) -> bool:
-        """True when something was compared and everything compared passed."""
-        return not self.errors and bool(self.candidates) and all(c.passed for c in self.candidates)
-
-    def failures(self) -> list[str]:
-        """One line per failure, naming the graph, output and candidate."""
-        lines = list(self.errors)
-        if not self.candidates and not self.errors:
-            lines.append("nothing was compared: no candidate besides the reference can run here")
-        for cand in self.candidates:
-            if cand.error:
-                lines.append(f"{cand.graph} {cand.name}: {cand.error}")
-            for out in cand.outputs:
-                for why in out.failures:
-                    lines.append(f"{cand.graph}.{out.output} {cand.name}: {why}")
-        return lines
-
-    def advisories(self) -> list[str]:
-        """Criteria missed where they are not judged (INT8 on generated inputs)."""
-        return [
-            f"{cand.graph}.{out.output} {cand.name}: {why}"
-            for cand in self.candidates
-            for out in cand.outputs
-            for why in out.advisories
-        ]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (see :func:`edge_sdk.reports.jsonio.to_jsonable`)."""
-        return {
-            "check": "verify",
-            "passed": self.passed,
-            "bundle": self.bundle,
-            "root": self.root,
-            "device": self.device,
-            "references": dict(self.references),
-            "feeds": {k: list(v) for k, v in self.feeds.items()},
-            "candidates": [
-                {
-                    **{k: v for k, v in asdict(c).items() if k != "outputs"},
-                    "name": c.name,
-                    "passed": c.passed,
-                    "outputs": [{**asdict(o), "passed": o.passed} for o in c.outputs],
-                }
-                for c in self.candidates
-            ],
-            "skipped": [asdict(s) for s in self.skipped],
-            "errors": list(self.errors),
-            "failures": self.failures(),
-            "advisories": self.advisories(),
-        }
+    def steps(self) -> int:
+        return sum(len(g.feeds) * (1 + len(g.candidates)) for g in self.graphs)
 
 
-# --------------------------------------------------------------------------- comparison
-
-
-def _judge_kind(figures: dict[str, float], tol: Tolerance) -> list[str]:
-    failures = []
-    rules = (
-        ("agreement", tol.min_agreement, ">="),
-        ("max_prob_diff", tol.max_prob_diff, "<="),
-        ("ccc_delta", tol.max_ccc_delta, "<="),
-        ("min_cosine", tol.min_cosine, ">="),
-    )
-    for key, limit, op in rules:
-        if key not in figures or limit is None:
-            continue
-        value = figures[key]
-        ok = value >= limit if op == ">=" else value <= limit
-        if not ok:
-            failures.append(f"{key} {value:.4g} (needs {op} {limit:g})")
-    return failures
-
-
-def compare_output(
-    graph: str,
-    output: str,
-    kind: str,
-    pairs: Sequence[tuple[str, np.ndarray, np.ndarray]],
-    tolerance: Tolerance,
-    labels: np.ndarray | None = None,
-    judge_decisions: bool = True,
-) -> OutputCheck:
-    """Compare one output over ``(size label, reference, candidate)`` pairs.
-
-    Args:
-        graph, output, kind: what is compared and how it is read.
-        pairs: the output from each feed set, reference first.
-        tolerance: the criteria (see :class:`Tolerance`).
-        labels: integer classes, one per row of the concatenated output (metric delta).
-        judge_decisions: when False, missed decision-level criteria (agreement, probability,
-            concordance, cosine) become advisories instead of failures.
-    """
-    failures: list[str] = []
-    advisories: list[str] = []
-    by_size: dict[str, float] = {}
-    ref_rows, new_rows = [], []
-    max_abs = sum_abs = max_rel = 0.0
-    worst_ratio: float | None = 0.0 if tolerance.elementwise else None
-    worst_size = ""
-    elements = non_finite = ref_non_finite = 0
-    rule = tolerance.element_rule(kind)
-    atol, rtol = rule.atol, rule.rtol
-    for size, ref, new in pairs:
-        if ref.shape != new.shape:
-            failures.append(f"shape {new.shape} != reference {ref.shape} at {size}")
-            continue
-        ref64, new64 = ref.astype(np.float64), new.astype(np.float64)
-        bad_new, bad_ref = ~np.isfinite(new64), ~np.isfinite(ref64)
-        non_finite += int(bad_new.sum())
-        ref_non_finite += int(bad_ref.sum())
-        finite = ~(bad_new | bad_ref)
-        diff = np.abs(new64 - ref64)[finite]
-        elements += int(ref.size)
-        size_max = float(diff.max()) if diff.size else 0.0
-        by_size[size] = size_max
-        if size_max >= max_abs:
-            max_abs, worst_size = size_max, size
-        sum_abs += float(diff.sum())
-        if diff.size:
-            magnitude = np.abs(ref64[finite])
-            max_rel = max(max_rel, float((diff / np.maximum(magnitude, REL_FLOOR)).max()))
-            if worst_ratio is not None:
-                worst_ratio = max(worst_ratio, check_parity(kind, ref64, new64, rule).ratio)
-        if finite.all():
-            ref_rows.append(as_rows(ref64, kind))
-            new_rows.append(as_rows(new64, kind))
-    if non_finite:
-        failures.append(f"{non_finite} NaN/Inf values")
-    if ref_non_finite:
-        failures.append(f"the reference has {ref_non_finite} NaN/Inf values")
-    if worst_ratio is not None and worst_ratio > 1.0:
-        failures.append(
-            f"max |diff| {max_abs:.3g} at {worst_size} exceeds atol {atol:g} + rtol {rtol:g} "
-            f"* {'|ref|' if rule.scale == 'element' else rule.scale} "
-            f"({worst_ratio:.3g}x the allowed error)"
-        )
-    figures: dict[str, float] = {}
-    metric_delta = None
-    widths = {r.shape[1] for r in ref_rows}
-    if ref_rows and len(widths) == 1:
-        ref_all, new_all = np.concatenate(ref_rows), np.concatenate(new_rows)
-        figures = kind_figures(ref_all, new_all, kind)
-        missed = _judge_kind(figures, tolerance)
-        if judge_decisions:
-            failures += missed
-        else:
-            advisories += missed
-        if labels is not None and kind in CLASS_KINDS and len(labels) == len(ref_all):
-            ref_acc = float(np.mean(ref_all.argmax(-1) == labels))
-            new_acc = float(np.mean(new_all.argmax(-1) == labels))
-            metric_delta = new_acc - ref_acc
-            limit = tolerance.max_metric_drop
-            if limit is not None and -metric_delta > limit + 1e-12:
-                failures.append(
-                    f"top-1 accuracy {new_acc:.4f} vs reference {ref_acc:.4f} "
-                    f"(drop {-metric_delta:.4f} > {limit:g})"
-                )
-    return OutputCheck(
-        graph=graph,
-        output=output,
-        kind=kind,
-        elements=elements,
-        max_abs=max_abs,
-        mean_abs=sum_abs / elements if elements else 0.0,
-        max_rel=max_rel,
-        worst_ratio=worst_ratio,
-        worst_size=worst_size,
-        by_size=by_size,
-        non_finite=non_finite,
-        reference_non_finite=ref_non_finite,
-        agreement=figures.get("agreement"),
-        max_prob_diff=figures.get("max_prob_diff"),
-        ccc_delta=figures.get("ccc_delta"),
-        min_cosine=figures.get("min_cosine"),
-        metric_delta=metric_delta,
-        failures=tuple(failures),
-        advisories=tuple(advisories),
-    )
-
-
-# --------------------------------------------------------------------------- orchestration
+# --------------------------------------------------------------------------- plan
 
 
 def _reference(
@@ -486,32 +119,157 @@ def _recorded_feeds(bundle: ModelBundle, graph: GraphSpec, reference: Candidate)
     )
 
 
-def _open(bundle: ModelBundle, graph: GraphSpec, candidate: Candidate) -> Session:
-    return get_backend(candidate.backend).open(bundle, graph, candidate.artifact)
+def _choose(
+    ranked: list[Candidate],
+    reference: Candidate | None,
+    backends: Sequence[str] | None,
+    precisions: Sequence[str] | None,
+) -> tuple[list[Candidate], list[tuple[Candidate, str]]]:
+    """The candidates compared with ``reference`` and those left out, with the reason."""
+    chosen: list[Candidate] = []
+    left_out: list[tuple[Candidate, str]] = []
+    for c in ranked:
+        if reference is not None and (c.artifact, c.backend) == (
+            reference.artifact,
+            reference.backend,
+        ):
+            continue
+        if not c.usable:
+            left_out.append((c, c.reason))
+        elif backends and c.backend not in backends:
+            left_out.append((c, "not among the requested backends"))
+        elif precisions and c.artifact.precision not in precisions:
+            left_out.append((c, "not among the requested precisions"))
+        else:
+            chosen.append(c)
+    return chosen, left_out
 
 
-def _run_all(session: Session, feedsets: Sequence[FeedSet]) -> list[list[dict[str, np.ndarray]]]:
-    return [[session.run(run) for run in fs.runs] for fs in feedsets]
+def plan_verify(
+    bundle: ModelBundle,
+    device: DeviceInfo,
+    *,
+    backends: Sequence[str] | None = None,
+    precisions: Sequence[str] | None = None,
+    data: dict[str, FeedSet] | None = None,
+    sizes: Sequence[str] = SIZES,
+    seed: int = 0,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    graphs: Sequence[str] | None = None,
+) -> VerifyPlan:
+    """Pick each graph's reference, its candidates and feeds (arguments as :func:`verify`)."""
+    manifest = bundle.manifest
+    wanted = list(graphs) if graphs else [g.name for g in manifest.graphs]
+    for name in wanted:
+        manifest.graph(name)  # unknown names fail early, naming the graph
+    plans: list[GraphPlan] = []
+    skipped: list[Skipped] = []
+    errors: list[str] = []
+    for name in wanted:
+        graph = manifest.graph(name)
+        ranked = rank_candidates(manifest, name, device)
+        from_data = bool(data and name in data)
+        usable = [c for c in ranked if c.usable]
+        reference = _reference(manifest, name, device, usable, recorded_ok=not from_data)
+        chosen, left_out = _choose(ranked, reference, backends, precisions)
+        skipped += [
+            Skipped(name, c.backend, c.artifact.precision, c.artifact.path, reason)
+            for c, reason in left_out
+        ]
+        if reference is None:
+            errors.append(f"{name}: no reference (neither torch nor an FP32 ONNX candidate)")
+            continue
+        if data and name in data:
+            feedsets = [data[name]]
+        elif reference.artifact.format == REFERENCE_FORMAT:
+            feedsets = [_recorded_feeds(bundle, graph, reference)]
+        else:
+            feedsets = feeds_for_sizes(graph, tuple(sizes), seed, max_elements)
+        plans.append(GraphPlan(graph, reference, tuple(chosen), tuple(feedsets)))
+    return VerifyPlan(tuple(plans), tuple(skipped), tuple(errors))
 
 
-def _merge_runs(runs: list[dict[str, np.ndarray]], name: str) -> np.ndarray:
-    """One output concatenated over a feed set's runs.
+# --------------------------------------------------------------------------- run
 
-    Runs of different sizes (dialogs of different lengths) keep their last axis (classes,
-    features) as rows; only when even that differs (detector maps) are they flattened.
+
+class _Progress:
+    """Counts finished feed-set runs and reports them to ``on_step``."""
+
+    def __init__(self, total: int, on_step: StepCallback | None) -> None:
+        self.total, self.done, self.on_step = total, 0, on_step
+
+    def __call__(self, description: str, count: int) -> None:
+        self.done += count
+        if self.on_step is not None:
+            self.on_step(self.done, self.total, description)
+
+
+def _run_candidate(
+    bundle: ModelBundle, graph: GraphSpec, candidate: Candidate, feedsets: Sequence[FeedSet]
+) -> RunnerOutputs:
+    """Every run of every feed set through one candidate; the session is closed after."""
+    described = {
+        "backend": candidate.backend,
+        "precision": candidate.artifact.precision,
+        "artifact": candidate.artifact.path,
+    }
+    try:
+        opened = get_backend(candidate.backend).open(bundle, graph, candidate.artifact)
+        with opened as session:
+            outputs = tuple(tuple(session.run(run) for run in fs.runs) for fs in feedsets)
+    except EdgeSDKError as exc:
+        return RunnerOutputs(**described, error=str(exc))
+    return RunnerOutputs(**described, outputs=outputs)
+
+
+def _run_graph(bundle: ModelBundle, plan: GraphPlan, progress: _Progress) -> GraphRuns:
+    name, feeds = plan.graph.name, plan.feeds
+    reference = _run_candidate(bundle, plan.graph, plan.reference, feeds)
+    if reference.error is not None:
+        progress(f"{name}: reference failed", len(feeds) * (1 + len(plan.candidates)))
+        return GraphRuns(name, feeds, reference)
+    progress(f"{name}: {plan.reference.backend} reference", len(feeds))
+    candidates = []
+    for cand in plan.candidates:
+        ran = _run_candidate(bundle, plan.graph, cand, feeds)
+        candidates.append(ran)
+        if ran.error is not None:
+            progress(f"{name}: {cand.backend} failed", len(feeds))
+        else:
+            progress(f"{name}: {cand.backend}/{cand.artifact.precision}", len(feeds))
+    return GraphRuns(name, feeds, reference, tuple(candidates))
+
+
+def run_plan(
+    bundle: ModelBundle,
+    device: DeviceInfo,
+    plan: VerifyPlan,
+    on_step: StepCallback | None = None,
+) -> RunResults:
+    """Run every planned reference and candidate over its graph's feeds.
+
+    A runner that cannot open or run is recorded with its error; when a graph's reference
+    fails, its candidates are not run. ``on_step`` is ``(done, total, description)``.
     """
-    parts = [r[name] for r in runs]
-    if len(parts) == 1:
-        return parts[0]
-    if all(p.ndim for p in parts) and len({p.shape[1:] for p in parts}) == 1:
-        return np.concatenate(parts)
-    if all(p.ndim >= 2 for p in parts) and len({p.shape[-1] for p in parts}) == 1:
-        return np.concatenate([p.reshape(-1, p.shape[-1]) for p in parts])
-    return np.concatenate([p.reshape(-1) for p in parts])
+    progress = _Progress(plan.steps, on_step)
+    manifest = bundle.manifest
+    return RunResults(
+        bundle=f"{manifest.family}/{manifest.variant}",
+        root=str(bundle.root),
+        device=_device_line(device),
+        graphs=tuple(_run_graph(bundle, graph, progress) for graph in plan.graphs),
+        skipped=plan.skipped,
+        errors=plan.errors,
+    )
 
 
-def _describe(candidate: Candidate) -> str:
-    return f"{candidate.backend}/{candidate.artifact.precision} ({candidate.artifact.path})"
+def _device_line(device: DeviceInfo) -> str:
+    gpus = "; ".join(g.name for g in device.gpus) or "no GPU"
+    cores = device.cpu.logical_cores
+    return f"{device.cpu.model or device.cpu.architecture} ({cores} cores), {gpus}"
+
+
+# --------------------------------------------------------------------------- all three
 
 
 def verify(
@@ -550,144 +308,36 @@ def verify(
             (NaN/Inf, shape and every element-wise criterion always fail).
         on_step: ``(done, total, description)`` after each run, for progress bars.
     """
-    manifest = bundle.manifest
-    wanted = list(graphs) if graphs else [g.name for g in manifest.graphs]
-    for name in wanted:
-        manifest.graph(name)  # unknown names fail early, naming the graph
-    plans = []
-    skipped: list[Skipped] = []
-    errors: list[str] = []
-    for name in wanted:
-        graph = manifest.graph(name)
-        ranked = rank_candidates(manifest, name, device)
-        usable = [c for c in ranked if c.usable]
-        from_data = bool(data and name in data)
-        reference = _reference(manifest, name, device, usable, recorded_ok=not from_data)
-        chosen = []
-        for c in ranked:
-            if (
-                reference is not None
-                and c.artifact == reference.artifact
-                and (c.backend == reference.backend)
-            ):
-                continue
-            reason = None
-            if not c.usable:
-                reason = c.reason
-            elif backends and c.backend not in backends:
-                reason = "not among the requested backends"
-            elif precisions and c.artifact.precision not in precisions:
-                reason = "not among the requested precisions"
-            if reason is None:
-                chosen.append(c)
-            else:
-                skipped.append(
-                    Skipped(name, c.backend, c.artifact.precision, c.artifact.path, reason)
-                )
-        if reference is None:
-            errors.append(f"{name}: no reference (neither torch nor an FP32 ONNX candidate)")
-            continue
-        if from_data:
-            feedsets = [data[name]]
-        elif reference.artifact.format == REFERENCE_FORMAT:
-            feedsets = [_recorded_feeds(bundle, graph, reference)]
-        else:
-            feedsets = feeds_for_sizes(graph, tuple(sizes), seed, max_elements)
-        plans.append((graph, reference, chosen, feedsets))
-    total = sum(len(f) * (1 + len(c)) for _, _, c, f in plans)
-    done = 0
-
-    def step(description: str, count: int) -> None:
-        nonlocal done
-        done += count
-        if on_step is not None:
-            on_step(done, total, description)
-
-    checks: list[CandidateCheck] = []
-    references: dict[str, str] = {}
-    feed_labels: dict[str, list[str]] = {}
-    for graph, reference, chosen, feedsets in plans:
-        references[graph.name] = _describe(reference)
-        feed_labels[graph.name] = [fs.label for fs in feedsets]
-        kinds = output_kinds(manifest, graph)
-        from_data = any(fs.size == "data" for fs in feedsets)
-        try:
-            ref_session = _open(bundle, graph, reference)
-            ref_out = _run_all(ref_session, feedsets)
-        except EdgeSDKError as exc:
-            errors.append(f"{graph.name}: reference {_describe(reference)} failed: {exc}")
-            step(f"{graph.name}: reference failed", len(feedsets) * (1 + len(chosen)))
-            continue
-        step(f"{graph.name}: {reference.backend} reference", len(feedsets))
-        for cand in chosen:
-            tolerance = tolerance_for(manifest, graph.name, cand.artifact.precision, overrides)
-            common = {
-                "graph": graph.name,
-                "backend": cand.backend,
-                "precision": cand.artifact.precision,
-                "artifact": cand.artifact.path,
-                "reference": _describe(reference),
-                "tolerance": tolerance,
-            }
-            try:
-                cand_out = _run_all(_open(bundle, graph, cand), feedsets)
-            except EdgeSDKError as exc:
-                checks.append(CandidateCheck(**common, error=str(exc)))
-                step(f"{graph.name}: {cand.backend} failed", len(feedsets))
-                continue
-            outputs = []
-            for spec in graph.outputs:
-                pairs = [
-                    (fs.label, _merge_runs(r, spec.name), _merge_runs(c, spec.name))
-                    for fs, r, c in zip(feedsets, ref_out, cand_out, strict=True)
-                ]
-                outputs.append(
-                    compare_output(
-                        graph.name,
-                        spec.name,
-                        kinds[spec.name],
-                        pairs,
-                        tolerance,
-                        _labels_for(feedsets, spec.name),
-                        judge_decisions=strict or tolerance.elementwise or from_data,
-                    )
-                )
-            checks.append(CandidateCheck(**common, outputs=tuple(outputs)))
-            step(f"{graph.name}: {cand.backend}/{cand.artifact.precision}", len(feedsets))
-    return VerifyResult(
-        bundle=f"{manifest.family}/{manifest.variant}",
-        root=str(bundle.root),
-        device=_device_line(device),
-        references=references,
-        feeds=feed_labels,
-        candidates=tuple(checks),
-        skipped=tuple(skipped),
-        errors=tuple(errors),
+    plan = plan_verify(
+        bundle,
+        device,
+        backends=backends,
+        precisions=precisions,
+        data=data,
+        sizes=sizes,
+        seed=seed,
+        max_elements=max_elements,
+        graphs=graphs,
     )
-
-
-def _labels_for(feedsets: Sequence[FeedSet], output: str) -> np.ndarray | None:
-    parts = [fs.labels[output] for fs in feedsets if output in fs.labels]
-    if len(parts) != len(feedsets) or not parts:
-        return None
-    return np.concatenate(parts)
-
-
-def _device_line(device: DeviceInfo) -> str:
-    gpus = "; ".join(g.name for g in device.gpus) or "no GPU"
-    cores = device.cpu.logical_cores
-    return f"{device.cpu.model or device.cpu.architecture} ({cores} cores), {gpus}"
+    results = run_plan(bundle, device, plan, on_step)
+    return compare_results(results, bundle.manifest, overrides=overrides, strict=strict)
 
 
 __all__ = [
     "CandidateCheck",
+    "GraphPlan",
     "OutputCheck",
+    "RunResults",
     "Skipped",
     "Tolerance",
     "ToleranceOverrides",
+    "VerifyPlan",
     "VerifyResult",
-    "compare_output",
+    "check_output",
+    "compare_results",
     "output_kinds",
+    "plan_verify",
+    "run_plan",
     "tolerance_for",
     "verify",
 ]

@@ -54,26 +54,7 @@ def write_verify_report(result: VerifyResult, directory: str | os.PathLike[str])
     """``verify.json``, ``parity.png`` (error per output) and ``index.html``."""
     root = Path(directory)
     write_json(root / "verify.json", result.to_dict())
-    bars = []
-    for cand in result.candidates:
-        for out in cand.outputs:
-            limit = cand.tolerance.atol if cand.tolerance.elementwise else None
-            bars.append(
-                plots.ParityBar(
-                    f"{cand.graph}.{out.output} {cand.name}", out.max_abs, limit, out.passed
-                )
-            )
-    sections = [
-        html.Section(
-            "Summary",
-            paragraphs=(
-                f"bundle {result.bundle} ({result.root})",
-                f"device: {result.device}",
-                *(f"reference for {g}: {r}" for g, r in result.references.items()),
-                *(f"inputs for {g}: {', '.join(f)}" for g, f in result.feeds.items()),
-            ),
-        )
-    ]
+    sections = [_verify_summary(result)]
     failures = result.failures()
     if failures or result.advisories():
         sections.append(
@@ -82,6 +63,27 @@ def write_verify_report(result: VerifyResult, directory: str | os.PathLike[str])
                 paragraphs=tuple(failures) + tuple(f"advisory: {a}" for a in result.advisories()),
             )
         )
+    sections.append(_verify_outputs(result, root))
+    if result.skipped:
+        sections.append(_verify_skipped(result))
+    sections.append(_json_section("verify.json"))
+    return html.write_page(root / INDEX, f"verify {result.bundle}", sections, status=result.passed)
+
+
+def _verify_summary(result: VerifyResult) -> html.Section:
+    return html.Section(
+        "Summary",
+        paragraphs=(
+            f"bundle {result.bundle} ({result.root})",
+            f"device: {result.device}",
+            *(f"reference for {g}: {r}" for g, r in result.references.items()),
+            *(f"inputs for {g}: {', '.join(f)}" for g, f in result.feeds.items()),
+        ),
+    )
+
+
+def _verify_rows(result: VerifyResult) -> list[list[str]]:
+    """One row per compared output (and per candidate that could not run)."""
     rows = []
     for cand in result.candidates:
         if cand.error:
@@ -102,6 +104,34 @@ def write_verify_report(result: VerifyResult, directory: str | os.PathLike[str])
                     _verdict(out),
                 ]
             )
+    return rows
+
+
+_VERIFY_COLUMNS = (
+    "graph",
+    "output",
+    "candidate",
+    "kind",
+    "max |diff|",
+    "err/allowed",
+    "top-1 agreement",
+    "NaN/Inf",
+    "result",
+)
+
+
+def _verify_outputs(result: VerifyResult, root: Path) -> html.Section:
+    """The outputs table, the tolerances table and ``parity.png``."""
+    bars = [
+        plots.ParityBar(
+            f"{cand.graph}.{out.output} {cand.name}",
+            out.max_abs,
+            cand.tolerance.atol if cand.tolerance.elementwise else None,
+            out.passed,
+        )
+        for cand in result.candidates
+        for out in cand.outputs
+    ]
     figures = []
     if bars:
         plots.parity_errors_png(root / "parity.png", bars)
@@ -111,50 +141,28 @@ def write_verify_report(result: VerifyResult, directory: str | os.PathLike[str])
                 "max |candidate - reference| per output (log scale); black ticks: allowed atol",
             )
         )
-    sections.append(
-        html.Section(
-            "Outputs",
-            tables=(
-                html.HtmlTable(
-                    (
-                        "graph",
-                        "output",
-                        "candidate",
-                        "kind",
-                        "max |diff|",
-                        "err/allowed",
-                        "top-1 agreement",
-                        "NaN/Inf",
-                        "result",
-                    ),
-                    rows,
-                ),
-                html.HtmlTable(
-                    ("graph", "candidate", "criteria (source)"),
-                    [[c.graph, c.name, c.tolerance.describe()] for c in result.candidates],
-                    caption="tolerances",
-                ),
-            ),
-            figures=figures,
-        )
+    tolerances = html.HtmlTable(
+        ("graph", "candidate", "criteria (source)"),
+        [[c.graph, c.name, c.tolerance.describe()] for c in result.candidates],
+        caption="tolerances",
     )
-    if result.skipped:
-        sections.append(
-            html.Section(
-                "Not compared",
-                tables=(
-                    html.HtmlTable(
-                        ("graph", "backend", "precision", "artifact", "reason"),
-                        [
-                            [s.graph, s.backend, s.precision, s.artifact, s.reason]
-                            for s in result.skipped
-                        ],
-                    ),
-                ),
-            )
-        )
-    sections.append(_json_section("verify.json"))
-    return html.write_page(root / INDEX, f"verify {result.bundle}", sections, status=result.passed)
+    return html.Section(
+        "Outputs",
+        tables=(html.HtmlTable(_VERIFY_COLUMNS, _verify_rows(result)), tolerances),
+        figures=figures,
+    )
+
+
+def _verify_skipped(result: VerifyResult) -> html.Section:
+    return html.Section(
+        "Not compared",
+        tables=(
+            html.HtmlTable(
+                ("graph", "backend", "precision", "artifact", "reason"),
+                [[s.graph, s.backend, s.precision, s.artifact, s.reason] for s in result.skipped],
+            ),
+        ),
+    )
 
 
 def write_bench_report(result: BenchResult, directory: str | os.PathLike[str]) -> Path:
