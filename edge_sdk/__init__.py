@@ -17,6 +17,7 @@ from edge_sdk.errors import (
     InputError,
     ManifestError,
     QueueFullError,
+    ServerError,
     SidecarError,
     SidecarProtocolError,
     SidecarTimeoutError,
@@ -39,6 +40,7 @@ _LAZY = {
     "VideoPrediction": "edge_sdk.pipelines.video",
     "Utterance": "edge_sdk.pipelines.dialog",
     "DialogPrediction": "edge_sdk.pipelines.dialog",
+    "RemoteRecognizer": "edge_sdk.serving.client",
 }
 
 __all__ = [
@@ -52,12 +54,14 @@ __all__ = [
     "InputError",
     "ManifestError",
     "QueueFullError",
+    "ServerError",
     "SidecarError",
     "SidecarProtocolError",
     "SidecarTimeoutError",
     "SidecarUnavailableError",
     "WeightsError",
     "__version__",
+    "connect",
     "load",
     *_LAZY,
 ]
@@ -79,3 +83,10 @@ def load(*args, **kwargs):
     from edge_sdk.api import load as _load
 
     return _load(*args, **kwargs)
+
+
+def connect(*args, **kwargs):
+    """Reach an ``edge-sdk serve`` server; its ``predict`` is ``load()``'s, run remotely."""
+    from edge_sdk.serving.client import connect as _connect
+
+    return _connect(*args, **kwargs)

@@ -20,7 +20,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from edge_sdk.errors import EdgeSDKError, InputError
-from edge_sdk.reports.tables import fit
+from edge_sdk.reports.tables import fit, ranking_table
 
 
 class _OneLineErrors(TyperGroup):
@@ -333,6 +333,13 @@ def predict(
             "one per --bundle, in order."
         ),
     ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            help="Predict on an `edge-sdk serve` server (http://host:8000, grpc://host:8001) "
+            "instead of loading bundles here."
+        ),
+    ] = None,
 ) -> None:
     """Predict emotions: faces in images, a scene, audio(+video), a dialog, or a stream."""
     from edge_sdk.api import load
@@ -357,16 +364,21 @@ def predict(
             from edge_sdk.annotate import check_image_path
 
             check_image_path(_annotation_path(annotate, images[0], len(images) > 1))
-        if not bundle:
-            _export_default_once(quiet=as_json)
-        recognizer = load(
-            bundle or None,
-            backend=backend,
-            precision=precision,
-            min_face=min_face,
-            digest=digest or None,
-            allow_untrained=allow_untrained,
-        )
+        if server is not None:
+            recognizer = _connect(server, bundle=bundle, backend=backend, precision=precision,
+                                  min_face=min_face, digest=digest,
+                                  allow_untrained=allow_untrained)  # fmt: skip
+        else:
+            if not bundle:
+                _export_default_once(quiet=as_json)
+            recognizer = load(
+                bundle or None,
+                backend=backend,
+                precision=precision,
+                min_face=min_face,
+                digest=digest or None,
+                allow_untrained=allow_untrained,
+            )
         if streaming:
             _stream(recognizer, camera if camera is not None else video, annotate,
                     max_frames, read_timeout)
@@ -422,6 +434,20 @@ def predict(
         _print_prediction(combined, scene)
 
 
+def _connect(server: str, **local_only: Any) -> Any:
+    """The server's recognizer; options that pick bundles or backends here are refused
+    (the server chose them at ``edge-sdk serve``)."""
+    from edge_sdk.serving.client import connect
+
+    given = sorted("--" + k.replace("_", "-") for k, v in local_only.items() if v)
+    if given:
+        raise InputError(
+            f"{', '.join(given)} choose what runs in this process; with --server the server "
+            "decided at `edge-sdk serve`"
+        )
+    return connect(server)
+
+
 @app.command()
 def devices(
     bundle: Annotated[
@@ -472,14 +498,7 @@ def devices(
     device_table.add_row("tensorrt", info.tensorrt_version or "not installed")
     device_table.add_row("fingerprint", info.fingerprint)
     console.print(fit(device_table))
-    table = Table(title=f"{manifest.family}: backends per graph, in the order tried")
-    for column in ("graph", "order", "backend", "precision", "reason"):
-        table.add_column(column)
-    for graph, candidates in ranking.items():
-        for i, c in enumerate(candidates, 1):
-            order = str(i) if c.usable else "unusable"
-            table.add_row(graph, order, c.backend, c.artifact.precision, c.reason)
-    console.print(fit(table))
+    console.print(fit(ranking_table(manifest.family, ranking)))
 
 
 @app.command()
@@ -615,6 +634,86 @@ def sidecar(
         )
     except EdgeSDKError as exc:
         raise _fail(exc) from exc
+
+
+@app.command()
+def serve(
+    bundles: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Bundle directories (one Recognizer); default: built-in face-fer7."),
+    ] = None,
+    http_port: Annotated[int, typer.Option(help="Triton's HTTP/REST port.")] = 8000,
+    grpc_port: Annotated[int, typer.Option(help="Triton's gRPC port.")] = 8001,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = 8002,
+    address: Annotated[str, typer.Option(help="Interface to listen on.")] = "0.0.0.0",
+    workers: Annotated[
+        int, typer.Option(min=1, help="Instances of every model (requests run in parallel).")
+    ] = 2,
+    max_batch_size: Annotated[
+        int, typer.Option(min=1, help="Most face requests batched together (1: no batching).")
+    ] = 16,
+    batch_delay_ms: Annotated[
+        float, typer.Option(min=0.0, help="How long Triton may hold a face request to batch it.")
+    ] = 0.0,
+    with_default: Annotated[
+        bool, typer.Option(help="Also load the built-in face-fer7 bundle, first.")
+    ] = False,
+    backend: Annotated[str | None, typer.Option(help="Force a backend, e.g. ort-cpu.")] = None,
+    precision: Annotated[str | None, typer.Option(help="Require fp32, fp16 or int8.")] = None,
+    min_face: Annotated[
+        int | None,
+        typer.Option(help="Smallest face side in pixels (default 20); larger is faster."),
+    ] = None,
+    digest: Annotated[
+        list[str] | None,
+        typer.Option(help="Refuse any bundle but this one (sha256:...); one per BUNDLE."),
+    ] = None,
+    allow_untrained: Annotated[
+        bool, typer.Option(help="Serve bundles exported --untrained (random weights; latency).")
+    ] = False,
+    triton_log: Annotated[
+        Path | None, typer.Option(help="Write Triton's own log here.")
+    ] = None,
+) -> None:
+    """Serve bundles on NVIDIA Triton Inference Server (PyTriton) until SIGINT/SIGTERM."""
+    import logging
+
+    from edge_sdk.api import load
+    from edge_sdk.serving.server import ServeOptions, check_environment, endpoints, serve_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s serve %(levelname)s %(message)s")
+    options = ServeOptions(
+        http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, address=address,
+        workers=workers, max_batch_size=max_batch_size, batch_delay_ms=batch_delay_ms,
+        log_file=triton_log,
+    )  # fmt: skip
+    options.check()
+    check_environment()  # before any bundle is opened or exported
+    if not bundles:
+        _export_default_once()
+    recognizer = load(
+        bundles or None,
+        backend=backend,
+        precision=precision,
+        min_face=min_face,
+        digest=digest or None,
+        with_default=with_default,
+        workers=workers,
+        allow_untrained=allow_untrained,
+    )
+
+    def ready(server: Any) -> None:
+        where = endpoints(options)
+        errors.print(
+            f"serving {', '.join(server.models)} ({', '.join(recognizer.modalities)}) on "
+            f"{where['http']} and {where['grpc']}; health {where['health']}, metrics "
+            f"{where['metrics']}; {workers} instance(s) per model, face batches up to "
+            f"{max_batch_size}. Stop with Ctrl+C or SIGTERM.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    serve_forever(recognizer, options, on_ready=ready)
 
 
 check_app = typer.Typer(
@@ -885,6 +984,13 @@ def accuracy(
         Path | None, typer.Option(help="Write accuracy.json, confusion.png and index.html here.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    server: Annotated[
+        str | None,
+        typer.Option(help="Score on an `edge-sdk serve` server (http://host:8000) instead."),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Predictions in flight at a time (with --server).")
+    ] = 1,
 ) -> None:
     """Score a labelled data set (published layouts): WAR/UAR, F1, mAP, RMSE/PCC/CCC."""
     from edge_sdk.checks.accuracy import (
@@ -914,9 +1020,12 @@ def accuracy(
 
             require_matplotlib()
         mapping = parse_label_map(label_map)
-        if not bundles:
-            _export_default_once(quiet=as_json)
-        recognizer, _ = open_recognizer(bundles or None, backend=backend, precision=precision)
+        if server is not None:
+            recognizer = _connect(server, bundles=bundles, backend=backend, precision=precision)
+        else:
+            if not bundles:
+                _export_default_once(quiet=as_json)
+            recognizer, _ = open_recognizer(bundles or None, backend=backend, precision=precision)
         with recognizer:
             data = read_dataset(
                 dataset,
@@ -937,6 +1046,7 @@ def accuracy(
                     unmapped=unmapped,
                     faces=faces,
                     thresholds=thresholds,
+                    concurrency=concurrency,
                 )
         title = default_title(result)
         if report is not None:

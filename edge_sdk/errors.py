@@ -76,3 +76,8 @@ class CalibrationError(EdgeSDKError):
 class ClosedError(EdgeSDKError):
     """The object was closed (``Recognizer.close()`` or the end of its ``with`` block) and
     cannot run anything any more; open a new one."""
+
+
+class ServerError(EdgeSDKError):
+    """An edge-sdk server (``edge-sdk serve``, reached through ``edge_sdk.connect``) cannot
+    be reached, or failed in a way that is not an error of the caller's input."""

@@ -44,6 +44,12 @@ multi-label sets as all-zero scores; valence/arousal cannot score it and leave i
 miss is counted in ``no_face``. A sample whose input cannot be read (an ``InputError``:
 undecodable image, audio outside the exported length) is treated the same way and counted in
 ``failed`` with its message; if every sample fails, the first message is raised.
+
+The recognizer may be a server's (:func:`edge_sdk.connect`): every prediction then runs there,
+``concurrency`` requests at a time (samples or dialog chunks; answers keep the data set's
+order), and the result reports the throughput. ``faces="given"`` runs the face heads in this
+process and needs a local recognizer; EMOTIC's head boxes come from the body box when the
+detector is not in this process (counted in ``notes``).
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -59,6 +66,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_sdk.checks.jobs import run_jobs
 from edge_sdk.datasets._io import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from edge_sdk.datasets.base import (
     CLASSIFICATION,
@@ -117,6 +125,8 @@ class AccuracyResult:
         notes: other counts, e.g. EMOTIC head boxes taken from the body box.
         limit, seed: the sampling asked for.
         seconds: wall time of the predictions.
+        concurrency: predictions in flight at a time.
+        server: the server's URL when the predictions ran on one (else None).
         backends: backend/precision of each graph that ran.
         thresholds: the floors/ceilings judged (name -> value).
         failures: one line per threshold missed.
@@ -139,6 +149,8 @@ class AccuracyResult:
     backends: dict[str, str] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     failures: tuple[str, ...] = ()
+    concurrency: int = 1
+    server: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -149,6 +161,11 @@ class AccuracyResult:
     def task(self) -> str:
         """The metrics task (classification, multilabel, valence_arousal)."""
         return self.metrics.task
+
+    @property
+    def throughput(self) -> float:
+        """Samples scored per second of wall time."""
+        return self.samples / self.seconds if self.seconds > 0 else 0.0
 
     def context(self) -> dict[str, Any]:
         """What was evaluated, for reports (``write_accuracy_report(context=...)``)."""
@@ -168,6 +185,9 @@ class AccuracyResult:
             "seed": self.seed,
             "seconds": round(self.seconds, 3),
             "ms_per_sample": round(1000.0 * self.seconds / max(self.samples, 1), 3),
+            "samples_per_second": round(self.throughput, 3),
+            "concurrency": self.concurrency,
+            "server": self.server,
             "backends": dict(self.backends),
             "thresholds": dict(self.thresholds),
             "failures": list(self.failures),
@@ -218,10 +238,11 @@ def judge(metrics: Metrics, thresholds: Mapping[str, float]) -> tuple[str, ...]:
 
 # --------------------------------------------------------------------------- recognizer
 def open_recognizer(source: Any, **load_options: Any) -> tuple[Any, bool]:
-    """(Recognizer, whether this call opened it) for a Recognizer, bundle(s) or None."""
+    """(Recognizer, whether this call opened it) for a Recognizer (local or a server's),
+    bundle(s) or None."""
     from edge_sdk.api import Recognizer, load
 
-    if isinstance(source, Recognizer):
+    if isinstance(source, Recognizer) or getattr(source, "remote", False):
         return source, False
     return load(source, **load_options), True
 
@@ -515,6 +536,7 @@ class _Runner:
         self.faces = faces
         self.format = fmt
         self.notes: Counter[str] = Counter()
+        self._notes_lock = threading.Lock()  # samples may run on several threads
 
     def _face_answer(self, face: Any) -> Answer:
         if self.va:
@@ -562,7 +584,8 @@ class _Runner:
             index = pick_box(heads, body)
             if index is None:
                 head = head_from_body(body)
-                self.notes["head box from the body box (no face inside it)"] += 1
+                with self._notes_lock:
+                    self.notes["head box from the body box (no face inside it)"] += 1
             else:
                 head = heads[index]
             request = {"image": pixels, "head_boxes": [head], "body_boxes": [body]}
@@ -624,6 +647,7 @@ def check_accuracy(
     unmapped: str = "error",
     faces: str = "detect",
     thresholds: Mapping[str, float | None] | None = None,
+    concurrency: int = 1,
     **load_options: Any,
 ) -> AccuracyResult:
     """Run ``dataset`` through a Recognizer and score it (see the module docs).
@@ -645,17 +669,21 @@ def check_accuracy(
             box or the whole image; face modality only).
         thresholds: e.g. ``{"min_war": 0.6}``; names in :data:`THRESHOLDS`, for the data
             set's task (others are refused before anything runs).
+        concurrency: predictions in flight at a time (samples or dialog chunks), for a
+            server's recognizer or a local one with several workers.
 
     Raises:
         InputError: labels the bundle lacks, no loaded family for the data's modality,
             thresholds for another task, or every sample failed.
     """
     chosen_thresholds = check_thresholds(thresholds, dataset.task)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise InputError(f"concurrency must be an integer >= 1, got {concurrency!r}")
     recognizer, owned = open_recognizer(recognizer_or_bundle, **load_options)
     try:
         return _check(
             recognizer, dataset, limit, seed, on_step, label_map, unmapped, faces,
-            chosen_thresholds,
+            chosen_thresholds, concurrency,
         )  # fmt: skip
     finally:
         if owned:
@@ -672,11 +700,17 @@ def _check(
     unmapped: str,
     faces: str,
     thresholds: dict[str, float],
+    concurrency: int = 1,
 ) -> AccuracyResult:
     va = dataset.task == VALENCE_AROUSAL_TASK
     modality = choose_modality(recognizer, dataset)
     if faces == "given" and modality != "face":
         raise InputError(f"faces='given' applies to the face modality, not {modality}")
+    if faces == "given" and getattr(recognizer, "remote", False):
+        raise InputError(
+            "faces='given' runs the face heads in this process; score through a server with "
+            "faces='detect' (as deployed)"
+        )
     skipped: Counter[str] = Counter(dataset.skipped)
     space = None
     if va:
@@ -691,7 +725,7 @@ def _check(
         samples, truth, dropped = _relabel(subset, space)
         skipped.update(dropped)
     runner = _Runner(recognizer, modality, va, faces, dataset.format)
-    answers, problems, failed, seconds = _run_all(runner, samples, on_step)
+    answers, problems, failed, seconds = _run_all(runner, samples, on_step, concurrency)
     if failed == len(samples):
         raise InputError(f"every sample failed; first: {problems[0]}")
     metrics, no_face = _score(dataset.task, space, truth, answers)
@@ -724,49 +758,66 @@ def _check(
         backends=dict(recognizer.backends),
         thresholds=thresholds,
         failures=judge(metrics, thresholds),
+        concurrency=concurrency,
+        server=getattr(recognizer, "url", None) if getattr(recognizer, "remote", False) else None,
     )
 
 
 def _run_all(
-    runner: _Runner, samples: list[Sample], on_step: StepCallback | None
+    runner: _Runner,
+    samples: list[Sample],
+    on_step: StepCallback | None,
+    concurrency: int = 1,
 ) -> tuple[list[Answer], list[str], int, float]:
-    """Every sample's answer (None: miss), the failure messages, their count, seconds."""
+    """Every sample's answer (None: miss), the failure messages, their count, seconds.
+
+    Jobs (one sample, or one chunk of a dialog) run ``concurrency`` at a time; answers and
+    messages keep the samples' order whatever order the jobs finish in.
+    """
     answers: list[Answer] = [None] * len(samples)
-    problems: list[str] = []
+    problems: list[tuple[int, str]] = []
     failed = 0
     total = len(samples)
-    start = time.perf_counter()
+    jobs: list[tuple[list[int], str]] = []  # (sample indices, description)
     if runner.modality == "dialog":
         groups: dict[str, list[int]] = {}
         for i, sample in enumerate(samples):
             groups.setdefault(str(sample.dialog_id), []).append(i)
         pipeline = _pipeline(runner.recognizer, "dialog")
-        size = max(1, int(getattr(pipeline, "max_utterances", 1 << 30)))
-        done = 0
+        size = max(1, int(getattr(pipeline, "max_utterances", None) or 1 << 30))
         for dialog_id, members in groups.items():
-            for chunk in (members[i : i + size] for i in range(0, len(members), size)):
-                try:
-                    for i, answer in zip(
-                        chunk, runner.dialog([samples[i] for i in chunk]), strict=True
-                    ):
-                        answers[i] = answer
-                except InputError as exc:
-                    failed += len(chunk)
-                    problems.append(f"dialog {dialog_id} ({samples[chunk[0]].source}): {exc}")
-                done += len(chunk)
-                if on_step is not None:
-                    on_step(done, total, f"dialog {dialog_id}")
+            jobs += [(members[i : i + size], f"dialog {dialog_id}")
+                     for i in range(0, len(members), size)]  # fmt: skip
+
+        def run(chunk: list[int]) -> list[Answer]:
+            return runner.dialog([samples[i] for i in chunk])
+
+        def problem(chunk: list[int], what: str, exc: Exception) -> str:
+            return f"{what} ({samples[chunk[0]].source}): {exc}"
     else:
         predict = getattr(runner, runner.modality)
-        for i, sample in enumerate(samples):
-            try:
-                answers[i] = predict(sample)
-            except InputError as exc:
-                failed += 1
-                problems.append(f"{sample.source}: {exc}")
-            if on_step is not None:
-                on_step(i + 1, total, os.path.basename(sample.source))
-    return answers, problems, failed, time.perf_counter() - start
+        jobs = [([i], os.path.basename(s.source)) for i, s in enumerate(samples)]
+
+        def run(chunk: list[int]) -> list[Answer]:
+            return [predict(samples[chunk[0]])]
+
+        def problem(chunk: list[int], what: str, exc: Exception) -> str:
+            return f"{samples[chunk[0]].source}: {exc}"
+
+    start = time.perf_counter()
+    done = 0
+    for (chunk, what), outcome in run_jobs(lambda j: run(j[0]), jobs, concurrency, InputError):
+        if isinstance(outcome, InputError):
+            failed += len(chunk)
+            problems.append((chunk[0], problem(chunk, what, outcome)))
+        else:
+            for i, answer in zip(chunk, outcome, strict=True):
+                answers[i] = answer
+        done += len(chunk)
+        if on_step is not None:
+            on_step(done, total, what)
+    seconds = time.perf_counter() - start
+    return answers, [m for _, m in sorted(problems, key=lambda p: p[0])], failed, seconds
 
 
 def _score(
@@ -818,6 +869,8 @@ def summary_rows(result: AccuracyResult) -> list[tuple[str, str]]:
         ("failed inputs", str(result.failed)),
         ("seconds", f"{result.seconds:.2f} ({1000 * result.seconds / max(result.samples, 1):.1f}"
          " ms per sample)"),
+        ("throughput", f"{result.throughput:.2f} samples/s ({result.concurrency} in flight"
+         + (f", server {result.server})" if result.server else ")")),
     ]  # fmt: skip
     if result.extra_labels:
         rows.append(("bundle labels not in the data set", ", ".join(result.extra_labels)))

@@ -22,18 +22,9 @@ inputs of θ_l, and ``level_logits`` (batch, 3, k) in c, b, h order, before F) a
 ``alignment`` (image -> y_t after F, z_t). The θ_l weights the workspace needs are in the
 ``levels`` graph's safetensors (``heads.<level>.predict.weight``).
 
-Training objective (:func:`cocoer_loss`), with L(s, t) = soft-target cross-entropy of logits s
-against a distribution t (softmax) or mean binary cross-entropy (sigmoid):
-
-    L_hier = 1/3 Σ_m [ L(s_m, y) + β L(s_m, sg(y_t)) ]      β = ``pseudo_weight``
-    L_t    = L(s_t, y)                                       trains FFN1 (the review trains
-                                                             it with CocoER, against labels)
-    L_ω    = :func:`omega_loss` with the label weighting     alpha = ``omega_weight``
-    total  = L_hier + L_t + alpha L_ω
-
-y_t is detached as a target (sg): it guides the levels, the levels do not pull it. ω is frozen
-after pre-training, so alpha L_ω carries no gradient in the default recipe (it reports how well the
-frozen alignment fits); unfreezing ω (``requires_grad_``) trains it jointly through this term.
+Training objective: :func:`cocoer_loss` = L_hier + L_t + alpha L_ω, in
+:mod:`edge_sdk.models.scene_cocoer_losses` (with F, L(s, t), :func:`omega_loss` and
+:func:`pretrain_omega`, importable from here as before).
 """
 
 from __future__ import annotations
@@ -76,6 +67,11 @@ from edge_sdk.models.scene_cocoer_blocks import (
     LevelHead,
     PatchEmbedding,
 )
+from edge_sdk.models.scene_cocoer_losses import activate, cocoer_loss
+from edge_sdk.models.scene_cocoer_losses import level_loss as level_loss  # re-exported
+from edge_sdk.models.scene_cocoer_losses import omega_loss as omega_loss  # re-exported
+from edge_sdk.models.scene_cocoer_losses import pretrain_omega as pretrain_omega  # re-exported
+from edge_sdk.models.scene_cocoer_losses import targets as targets  # re-exported
 from edge_sdk.preprocess.windows import WINDOW_NAMES
 
 FAMILY = "scene-cocoer"
@@ -183,11 +179,6 @@ def prompts_for(config: CocoErConfig) -> list[str]:
     return [config.prompt_template.replace("{emotion}", name) for name in config.vocabulary]
 
 
-def activate(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
-    """F: sigmoid for multi-label data, softmax over the classes otherwise."""
-    return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
-
-
 @register_architecture("scene-cocoer_levels")
 class CocoErLevels(nn.Module):
     """Steps 2-5 as one graph: windows -> (z_c, z_b, z_h, level_logits (B, 3, k))."""
@@ -285,98 +276,6 @@ class CocoErModel(nn.Module):
 def make_model(config: CocoErConfig) -> CocoErModel:
     """The training model (ω at the identity: run :func:`pretrain_omega` before training)."""
     return CocoErModel(config)
-
-
-def targets(labels: torch.Tensor, config: CocoErConfig) -> torch.Tensor:
-    """Labels -> float targets (B, k): one-hot class indices, or multi-hot rows as given."""
-    if config.multi_label:
-        return labels.float()
-    return F.one_hot(labels.long(), len(config.vocabulary)).float()
-
-
-def level_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool) -> torch.Tensor:
-    """L(s, t): mean BCE (sigmoid) or soft-target cross-entropy -Σ t log softmax(s) (softmax)."""
-    if multi_label:
-        return F.binary_cross_entropy_with_logits(logits, target)
-    return -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
-
-
-def omega_loss(
-    u_img: torch.Tensor,
-    omega: torch.Tensor,
-    text_embeds: torch.Tensor,
-    weights: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """D(Û_img, U_text) = ||ω^T Û_img - U_text||^2 per image, averaged over the batch.
-
-    Column k of the difference is ω^T u_img - u_text_k. Without ``weights`` the k columns
-    count equally (the literal formula, divided by k). With ``weights`` (B, k) (the labels)
-    column k counts w_k / Σ w: each image is pulled to its own emotion prototypes, which is
-    the review's stated intent ("closer to the emotion prototype"); the unweighted form would
-    pull every image to the mean prompt.
-    """
-    aligned = u_img @ omega  # ω^T u for each row
-    squared = (aligned[:, None, :] - text_embeds[None, :, :]).pow(2).sum(dim=-1)  # (B, k)
-    if weights is None:
-        weights = torch.ones_like(squared)
-    weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-12)
-    return (weights * squared).sum(dim=-1).mean()
-
-
-def pretrain_omega(
-    model: CocoErModel,
-    images: torch.Tensor,
-    labels: torch.Tensor | None = None,
-    *,
-    steps: int = 200,
-    lr: float = 1e-2,
-) -> list[float]:
-    """Stage 1: fit ω alone on :func:`omega_loss` (Adam, full batch), then freeze it.
-
-    Args:
-        model: the training model (its frozen image tower and U_text are used).
-        images: (n, 3, S, S) CLIP-normalised whole images.
-        labels: class indices / multi-hot rows for the label-weighted form, or None.
-
-    Returns:
-        The loss before each step.
-    """
-    alignment = model.alignment
-    with torch.no_grad():
-        u_img = alignment.image_features(images)
-    weights = None if labels is None else targets(labels, model.config)
-    alignment.omega.requires_grad_(True)
-    optimiser = torch.optim.Adam([alignment.omega], lr=lr)
-    history = []
-    try:
-        for _ in range(steps):
-            optimiser.zero_grad()
-            value = omega_loss(u_img, alignment.omega, model.text_embeds, weights)
-            value.backward()
-            optimiser.step()
-            history.append(float(value.detach()))
-    finally:
-        alignment.omega.requires_grad_(False)
-        alignment.omega.grad = None
-    return history
-
-
-def cocoer_loss(model: CocoErModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Full objective L_hier + L_t + alpha L_ω (the module docstring gives each term)."""
-    config = model.config
-    multi = config.multi_label
-    *_, level_logits = model.levels(batch["context"], batch["body"], batch["head"])
-    u_img = model.alignment.image_features(batch["image"])
-    t_logits, _ = model.alignment.pseudo_logits(u_img)
-    y = targets(batch["labels"], config)
-    y_t = activate(t_logits, multi).detach()
-    hier = sum(
-        level_loss(level_logits[:, m], y, multi)
-        + config.pseudo_weight * level_loss(level_logits[:, m], y_t, multi)
-        for m in range(len(WINDOW_NAMES))
-    ) / len(WINDOW_NAMES)
-    align = omega_loss(u_img, model.alignment.omega, model.text_embeds, y)
-    return hier + level_loss(t_logits, y, multi) + config.omega_weight * align
 
 
 def synthetic_batch(

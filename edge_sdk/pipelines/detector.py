@@ -49,34 +49,78 @@ not do, as measured:
   fell from ~250-300 MB to ~100 MB at no measurable cost in time. Together, a 12 MP JPEG
   end to end (``benchmarks/hostile_inputs.py``) takes 0.7-1.0 s and ~235 MB above its
   starting RSS, an 8K array 0.4-0.8 s and ~165-185 MB (1.7-1.9x the frame).
+
+The array work is in :mod:`edge_sdk.pipelines.detector_pyramid` (pyramid, strips, packing,
+normalisation), :mod:`edge_sdk.pipelines.detector_boxes` (NMS, regression, crops) and
+:mod:`edge_sdk.pipelines.detector_parallel` (the helper pool); their public names are
+importable from here as before.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
-import cv2
 import numpy as np
 
 from edge_sdk.manifest import Preprocessing
+from edge_sdk.pipelines.detector_boxes import (
+    Detections,
+    crop_resize,
+    nms,
+    regress,
+    square,
+    to_input_pixels,
+    working_copy,
+)
+from edge_sdk.pipelines.detector_parallel import deal, fan_out, shares
+from edge_sdk.pipelines.detector_pyramid import (
+    PNET_CELL,
+    PNET_STRIDE,
+    PNET_STRIP_PIXELS,
+    build_pyramid,
+    cell_count,
+    join_strips,
+    level_size,
+    normalize,
+    normalize_into,
+    pack_levels,
+    pnet_strips,
+    to_nchw,
+)
 from runtimes.base import Closing, Session
 
-PNET_STRIDE = 2
-PNET_CELL = 12
+__all__ = [
+    "DETECT_MAX_SIDE",
+    "PNET_CELL",
+    "PNET_STRIDE",
+    "PNET_STRIP_PIXELS",
+    "DetectorConfig",
+    "Detections",
+    "MTCNNDetector",
+    "build_pyramid",
+    "cell_count",
+    "crop_resize",
+    "deal",
+    "fan_out",
+    "level_size",
+    "nms",
+    "normalize",
+    "pack_levels",
+    "pnet_strips",
+    "pyramid_scales",
+    "regress",
+    "shares",
+    "square",
+    "to_input_pixels",
+    "working_copy",
+]
+
 # Longest side the cascade works on (Full HD frames run at full resolution); a larger
 # image is detected on a downscaled copy, so its smallest findable face grows in
 # proportion (min_face 20 -> 80 px on an 8K frame).
 DETECT_MAX_SIDE = 1920
-# Largest pyramid level (pixels) P-Net runs on in one call; larger ones go in strips.
-PNET_STRIP_PIXELS = 1 << 17
-_NMS_PAIRWISE_MAX = 1024  # 1024^2 float32 overlaps: 4 MB per temporary
 
 
 @dataclass(frozen=True)
@@ -100,167 +144,6 @@ class DetectorConfig:
     max_side: int | None = DETECT_MAX_SIDE
 
 
-@dataclass(frozen=True)
-class Detections:
-    """Faces found in one image: boxes (n, 4), scores (n,), landmarks (n, 5, 2)."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    landmarks: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.boxes.shape[0])
-
-
-def normalize(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
-    """RGB (..., H, W, 3) -> NCHW float32 with the manifest's scale/mean/std."""
-    return _to_nchw(pixels, prep)
-
-
-def _to_nchw(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
-    """Scale, centre and transpose in one output buffer (see :func:`_normalize_into`)."""
-    shape = (*pixels.shape[:-3], pixels.shape[-1], *pixels.shape[-3:-1])
-    out = np.empty(shape, dtype=np.float32)
-    _normalize_into(out, pixels, prep)
-    return out
-
-
-def _normalize_into(out: np.ndarray, pixels: np.ndarray, prep: Preprocessing) -> None:
-    """Write normalised ``pixels`` (..., H, W, C) into ``out`` (..., C, H, W), possibly a view.
-
-    The same float32 operations as ``(x * scale - mean) / std`` followed by a transpose,
-    without three temporaries; dividing by a std of exactly 1 is skipped, it cannot change
-    a float. Inputs other than uint8 and float32 are rounded to float32 first, as
-    ``astype`` did. Writing into a view lets the packed P-Net canvas be filled in place.
-    """
-    if pixels.dtype not in (np.uint8, np.float32):
-        pixels = pixels.astype(np.float32)
-    np.multiply(np.moveaxis(pixels, -1, -3), np.float32(prep.scale), out=out)
-    out -= np.asarray(prep.mean, dtype=np.float32).reshape(-1, 1, 1)
-    std = np.asarray(prep.std, dtype=np.float32)
-    if np.any(std != 1):
-        out /= std.reshape(-1, 1, 1)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
-    """Greedy non-maximum suppression; returns kept indices, best score first.
-
-    ``mode="min"`` divides the overlap by the smaller box (MTCNN's last stage), which
-    suppresses a small box nested inside a larger one. Up to ``_NMS_PAIRWISE_MAX`` boxes
-    the overlaps are computed at once (the per-box loop of numpy calls dominated the
-    post-processing); beyond that the memory of the pairwise matrix is not worth it.
-    """
-    if boxes.shape[0] == 0:
-        return np.zeros(0, dtype=np.int64)
-    order = np.argsort(-scores, kind="stable")
-    if order.size > _NMS_PAIRWISE_MAX:
-        return _nms_loop(boxes, order, threshold, mode)
-    x1, y1, x2, y2 = (boxes[order, k] for k in range(4))
-    area = (x2 - x1 + 1) * (y2 - y1 + 1)
-    w = np.maximum(0.0, np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1) + 1)
-    h = np.maximum(0.0, np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1) + 1)
-    inter = w * h
-    if mode == "min":
-        overlap = inter / np.minimum(area[:, None], area)
-    else:
-        overlap = inter / (area[:, None] + area - inter)
-    survives = overlap <= threshold  # a NaN overlap suppresses, as in the loop
-    alive = np.ones(order.size, dtype=bool)
-    keep: list[int] = []
-    for i in range(order.size):
-        if alive[i]:
-            keep.append(i)
-            alive &= survives[i]
-    return order[keep]
-
-
-def _nms_loop(boxes: np.ndarray, order: np.ndarray, threshold: float, mode: str) -> np.ndarray:
-    """Greedy NMS one kept box at a time: O(n) memory for very many boxes."""
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    area = (x2 - x1 + 1) * (y2 - y1 + 1)
-    keep: list[int] = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        keep.append(int(best))
-        w = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + 1)
-        inter = w * h
-        if mode == "min":
-            overlap = inter / np.minimum(area[best], area[rest])
-        else:
-            overlap = inter / (area[best] + area[rest] - inter)
-        order = rest[overlap <= threshold]
-    return np.asarray(keep, dtype=np.int64)
-
-
-def square(boxes: np.ndarray) -> np.ndarray:
-    """Grow each box to a square around its centre (the nets see square crops)."""
-    out = boxes.copy()
-    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    side = np.maximum(w, h)
-    out[:, 0] = boxes[:, 0] + 0.5 * (w - side)
-    out[:, 1] = boxes[:, 1] + 0.5 * (h - side)
-    out[:, 2] = out[:, 0] + side
-    out[:, 3] = out[:, 1] + side
-    return out
-
-
-def regress(boxes: np.ndarray, offsets: np.ndarray, inclusive: bool) -> np.ndarray:
-    """Apply the nets' box regression (offsets as fractions of the box size)."""
-    extra = 1.0 if inclusive else 0.0
-    w = (boxes[:, 2] - boxes[:, 0] + extra)[:, None]
-    h = (boxes[:, 3] - boxes[:, 1] + extra)[:, None]
-    return boxes[:, :4] + offsets * np.concatenate([w, h, w, h], axis=1)
-
-
-def crop_resize(
-    image: np.ndarray, boxes: np.ndarray, size: int, parallel: bool = False
-) -> np.ndarray:
-    """Crops (zero-padded where a box leaves the image) resized to size x size, RGB float.
-
-    ``image`` may be uint8 or already float32 (the detector passes one float copy to both
-    refinement stages, so no window is converted twice). A box inside the image is
-    resized straight from its window; only boxes that leave the image pay for a
-    zero-padded patch. With ``parallel`` the boxes are dealt to the calling thread and
-    the pool (each crop is written to its own row, so the result is the same).
-    """
-    if image.dtype != np.float32:
-        image = image.astype(np.float32)
-    crops = np.zeros((boxes.shape[0], size, size, 3), dtype=np.float32)
-    corners = np.trunc(boxes[:, :4]).astype(np.int64).tolist()
-    k = min(shares(parallel), len(corners)) or 1
-    rows = list(range(len(corners)))
-    fan_out(
-        lambda part: _crop_rows(image, corners, part, crops),
-        [rows[i::k] for i in range(k)],
-        parallel,
-    )
-    return crops
-
-
-def _crop_rows(
-    image: np.ndarray, corners: list[list[int]], rows: list[int], crops: np.ndarray
-) -> None:
-    """Fill ``crops[i]`` for each row ``i`` from its integer box corners."""
-    height, width = image.shape[:2]
-    size = crops.shape[1]
-    for i in rows:
-        x1, y1, x2, y2 = corners[i]
-        bw, bh = x2 - x1 + 1, y2 - y1 + 1
-        if bw < 2 or bh < 2:
-            continue
-        sx1, sy1 = max(x1, 0), max(y1, 0)
-        sx2, sy2 = min(x2 + 1, width), min(y2 + 1, height)
-        if sx2 <= sx1 or sy2 <= sy1:
-            continue
-        window = image[sy1:sy2, sx1:sx2]
-        if sx2 - sx1 != bw or sy2 - sy1 != bh:
-            patch = np.zeros((bh, bw, 3), dtype=np.float32)
-            patch[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = window
-            window = patch
-        cv2.resize(window, (size, size), dst=crops[i], interpolation=cv2.INTER_AREA)
-
-
 def pyramid_scales(height: int, width: int, config: DetectorConfig) -> list[float]:
     """Scales at which the 12x12 P-Net window covers faces from min_face up to the image."""
     scale = PNET_CELL / config.min_face
@@ -271,189 +154,6 @@ def pyramid_scales(height: int, width: int, config: DetectorConfig) -> list[floa
         scale *= config.scale_factor
         side *= config.scale_factor
     return scales
-
-
-def level_size(height: int, width: int, scale: float) -> tuple[int, int]:
-    """(width, height) of the pyramid level at ``scale``, as the reference computes it."""
-    return int(width * scale + 1), int(height * scale + 1)
-
-
-def _extra_threads() -> int:
-    """Helper threads: one per further usable core, at most three."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(0, min(cores, 4) - 1)
-
-
-_WORKERS = _extra_threads()
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor | None:
-    """The helper pool of this process, made on first use (None on one core)."""
-    global _POOL
-    if not _WORKERS:
-        return None
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(_WORKERS, thread_name_prefix="edge-sdk-detector")
-        return _POOL
-
-
-def _forget_pool() -> None:
-    """In a forked child: the inherited executor has no threads and would never run work."""
-    global _POOL, _POOL_LOCK
-    _POOL, _POOL_LOCK = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
-
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def fan_out(work: Callable[[T], R], parts: Sequence[T], parallel: bool = True) -> list[R]:
-    """``[work(p) for p in parts]``, the first part in the calling thread, the rest on the pool.
-
-    Only for work that releases the GIL (OpenCV, ONNX Runtime) and never fans out itself
-    (pool threads must not wait on the pool). The results are the same as in a loop.
-    """
-    pool = _pool() if parallel and len(parts) > 1 else None
-    if pool is None:
-        return [work(part) for part in parts]
-    futures = [pool.submit(work, part) for part in parts[1:]]
-    first = work(parts[0])
-    return [first, *(future.result() for future in futures)]
-
-
-def shares(parallel: bool) -> int:
-    """How many pieces to cut parallel work into: the calling thread plus the pool's."""
-    return _WORKERS + 1 if parallel and _WORKERS else 1
-
-
-def deal(weights: Sequence[float], k: int) -> list[list[int]]:
-    """Indices of ``weights`` dealt to ``k`` shares, heaviest first to the least loaded
-    (longest-processing-time order); no share is empty while there are enough items."""
-    k = max(1, min(k, len(weights)))
-    loads = [0.0] * k
-    parts: list[list[int]] = [[] for _ in range(k)]
-    for i in sorted(range(len(weights)), key=lambda j: -weights[j]):
-        lightest = loads.index(min(loads))
-        parts[lightest].append(i)
-        loads[lightest] += weights[i]
-    return parts
-
-
-def build_pyramid(
-    pixels: np.ndarray, sizes: list[tuple[int, int]], parallel: bool = True
-) -> list[np.ndarray]:
-    """Area-resized float32 levels of ``pixels`` at the (width, height) ``sizes``.
-
-    Every level is resized from the full image, exactly as the reference does. A resize
-    costs about the same whatever the output size (OpenCV walks the whole source), and
-    OpenCV releases the GIL, so with ``parallel`` the levels are dealt round-robin to the
-    calling thread and the pool's threads; the result does not depend on how they are
-    dealt.
-    """
-
-    def resize(part: list[tuple[int, int]]) -> list[np.ndarray]:
-        return [cv2.resize(pixels, size, interpolation=cv2.INTER_AREA) for size in part]
-
-    k = min(shares(parallel), len(sizes)) or 1
-    levels: list[np.ndarray | None] = [None] * len(sizes)
-    for i, part in enumerate(fan_out(resize, [sizes[i::k] for i in range(k)], parallel)):
-        levels[i::k] = part
-    return levels  # type: ignore[return-value]
-
-
-def pnet_strips(height: int, width: int) -> list[tuple[int, int]]:
-    """Row ranges ``[top, bottom)`` of a level for P-Net to run on one at a time.
-
-    P-Net's memory grows with its input (~200 bytes of activations per level pixel in ONNX
-    Runtime: ~200 MB for the first level of a 1920x1440 image), so a level over
-    :data:`PNET_STRIP_PIXELS` is cut into full-width strips that overlap by 10 rows and
-    start on even rows: every cell's 12x12 window then lies wholly inside one strip and
-    the joined maps are the whole level's (bit for bit on ONNX Runtime CPU). The last
-    strip ends at the level's edge and is never shorter than P-Net's 12-pixel window.
-    """
-    rows = max(PNET_CELL + PNET_STRIDE, PNET_STRIP_PIXELS // max(width, 1) // 2 * 2)
-    overlap = PNET_CELL - PNET_STRIDE
-    strips: list[tuple[int, int]] = []
-    top = 0
-    while height - top > rows and height - (top + rows - overlap) >= PNET_CELL:
-        strips.append((top, top + rows))
-        top += rows - overlap
-    strips.append((top, height))
-    return strips
-
-
-def _join_strips(
-    levels: list[np.ndarray],
-    pieces: list[tuple[int, tuple[int, int]]],
-    maps: list[tuple[np.ndarray, np.ndarray]],
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """One (prob, offsets) per level from the maps of its strips, in order: of a strip that
-    does not end at the level's edge only the :func:`cell_count` rows whose windows lie
-    inside it are kept (the next strip starts at the first row it left out)."""
-    joined: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in levels]
-    for (i, (top, bottom)), (prob, offsets) in zip(pieces, maps, strict=True):
-        keep = prob.shape[0] if bottom == levels[i].shape[0] else cell_count(bottom - top)
-        joined[i].append((prob[:keep], offsets[:, :keep]))
-    return [
-        parts[0]
-        if len(parts) == 1
-        else (np.concatenate([p for p, _ in parts]), np.concatenate([o for _, o in parts], 1))
-        for parts in joined
-    ]
-
-
-def cell_count(side: int) -> int:
-    """P-Net cells along one side of a level whose 12-pixel window lies inside the level.
-
-    For an odd side the standalone map has one more cell whose window hangs one pixel
-    over the edge (ceil-mode pooling); on a canvas that cell would see a neighbour's
-    pixels, so it is not read back (see :func:`pack_levels`).
-    """
-    return (side - PNET_CELL) // PNET_STRIDE + 1
-
-
-@functools.lru_cache(maxsize=32)
-def pack_levels(
-    sizes: tuple[tuple[int, int], ...],
-) -> tuple[tuple[tuple[int, int], ...], tuple[int, int]]:
-    """Top-left (x, y) of each (width, height) level on one canvas, and the canvas size.
-
-    Levels sit at even offsets so that P-Net's stride-2 cell grid on the canvas is the
-    grid of every level, and they never overlap, so any cell read back lies wholly inside
-    its level. Placement is a skyline bottom-left packing in 2-pixel units, tried for a
-    few canvas widths; the smallest canvas area wins (the unused ~10% is P-Net work
-    wasted). Cached per pyramid: a video stream pays for it once.
-    """
-    units = [((w + 1) // 2, (h + 1) // 2) for w, h in sizes]
-    widest = max(u[0] for u in units)
-    candidates = sorted({widest + sum(u[0] for u in units[1:k]) for k in range(1, len(units) + 1)})
-    best: tuple[int, list[tuple[int, int]], int, int] | None = None
-    for canvas_w in candidates:
-        skyline = np.zeros(canvas_w, dtype=np.int64)
-        places = []
-        for uw, uh in units:
-            tops = np.lib.stride_tricks.sliding_window_view(skyline, uw).max(axis=1)
-            x = int(np.argmin(tops))  # lowest top, leftmost among equals
-            y = int(tops[x])
-            skyline[x : x + uw] = y + uh
-            places.append((x, y))
-        area = canvas_w * int(skyline.max())
-        if best is None or area < best[0]:
-            best = (area, places, canvas_w, int(skyline.max()))
-    assert best is not None
-    _, places, canvas_w, canvas_h = best
-    offsets = tuple((2 * x, 2 * y) for x, y in places)
-    return offsets, (2 * canvas_w, 2 * canvas_h)
 
 
 class MTCNNDetector(Closing):
@@ -528,11 +228,11 @@ class MTCNNDetector(Closing):
         else:
             weights = [(b - t) * levels[i].shape[1] for i, (t, b) in pieces]
             fan_out(run, deal(weights, shares(True)))
-        return _join_strips(levels, pieces, out)  # type: ignore[arg-type]
+        return join_strips(levels, pieces, out)  # type: ignore[arg-type]
 
     def _pnet_level(self, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """P-Net on one level (or strip of a level) alone (the reference way)."""
-        out = self.pnet.run({"image": _to_nchw(level[None], self.preprocessing)})
+        out = self.pnet.run({"image": to_nchw(level[None], self.preprocessing)})
         return out["prob"][0], out["offsets"][0]
 
     def _pnet_canvas(self, levels: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -547,7 +247,7 @@ class MTCNNDetector(Closing):
         canvas = np.zeros((1, 3, canvas_h, canvas_w), dtype=np.float32)
         for level, (x, y) in zip(levels, offsets, strict=True):
             h, w = level.shape[:2]
-            _normalize_into(canvas[0, :, y : y + h, x : x + w], level, self.preprocessing)
+            normalize_into(canvas[0, :, y : y + h, x : x + w], level, self.preprocessing)
         out = self.pnet.run({"image": canvas})
         prob, regs = out["prob"][0], out["offsets"][0]
         maps = []
@@ -580,7 +280,7 @@ class MTCNNDetector(Closing):
         starts = list(range(0, crops.shape[0], step))
 
         def run(start: int) -> dict[str, np.ndarray]:
-            batch = _to_nchw(crops[start : start + step], self.preprocessing)
+            batch = to_nchw(crops[start : start + step], self.preprocessing)
             return session.run({"image": batch})
 
         parts = fan_out(run, starts, pieces > 1)
@@ -645,36 +345,6 @@ class MTCNNDetector(Closing):
         return Detections(
             np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
         )
-
-
-def working_copy(image: np.ndarray, max_side: int | None) -> np.ndarray:
-    """``image`` itself when its longer side is within ``max_side`` (or no bound is set),
-    else an area-downscaled copy whose longer side is ``max_side``."""
-    height, width = image.shape[:2]
-    if max_side is None or max(height, width) <= max_side:
-        return image
-    ratio = max_side / max(height, width)
-    size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
-def to_input_pixels(
-    found: Detections, work_shape: tuple[int, ...], image_shape: tuple[int, ...]
-) -> Detections:
-    """Detections on a resized copy (``work_shape``) in the pixels of the original image.
-
-    Pixel centres are mapped as ``cv2.resize`` maps them, ``x = (x' + 0.5) / s - 0.5`` per
-    axis, and boxes are clipped to the image as on the copy. A copy of the image's own size
-    returns ``found`` unchanged.
-    """
-    (work_h, work_w), (height, width) = work_shape[:2], image_shape[:2]
-    if (work_h, work_w) == (height, width):
-        return found
-    scale = np.array([width / work_w, height / work_h], dtype=np.float64)
-    boxes = (found.boxes.reshape(-1, 2, 2) + 0.5) * scale - 0.5
-    boxes = np.clip(boxes.reshape(-1, 4), 0, [width - 1, height - 1, width - 1, height - 1])
-    landmarks = (found.landmarks + 0.5) * scale - 0.5
-    return Detections(boxes.astype(np.float32), found.scores, landmarks.astype(np.float32))
 
 
 class _Clock:

@@ -110,6 +110,26 @@ def _grouped(items: Iterable[Any], key: str) -> dict[str, list[Any]]:
     return groups
 
 
+def ranking_table(family: str, ranking: dict[str, list[Any]]) -> Table:
+    """Backends per graph in the order selection tries them, grouped under graph rows.
+
+    ``backend/precision`` share one column and the graph heads its own row: as five
+    columns, ``torch-recorded`` next to ``TensorrtExecutionProvider`` needs 82 columns.
+    """
+    table = Table(title=f"{family}: backends per graph, in the order tried")
+    table.add_column("order", no_wrap=True)
+    table.add_column("backend/precision", no_wrap=True)
+    table.add_column("reason")
+    for graph, candidates in ranking.items():
+        table.add_row(f"[bold]{escape(graph)}[/]", "", "")
+        for i, candidate in enumerate(candidates, 1):
+            order = str(i) if candidate.usable else "unusable"
+            name = f"{candidate.backend}/{candidate.artifact.precision}"
+            table.add_row(f"  {order}", escape(name), escape(candidate.reason))
+        table.add_section()
+    return table
+
+
 def verify_tables(result: VerifyResult) -> list[Table]:
     """Per-output comparison table, then the candidates that were not compared.
 
