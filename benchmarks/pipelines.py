@@ -2,12 +2,13 @@
 
 Run ``python benchmarks/pipelines.py [--size tiny|edge] [--repeats N] [--warmup N]
 [--out DIR]``. One Recognizer holds face-fer7 (the built-in bundle: real weights) plus every
-other family exported at ``--size`` (tiny: briefly trained on generated data, as in the tests;
-edge: the deployment sizes, untrained weights; latency does not depend on the weights). The
-same Recognizer is opened twice: every graph on ``ort-cpu`` (what ``load()`` picks here) and
-every graph on ``torch`` (the PyTorch reference pipeline). Each row is one ``predict`` call,
-end to end (decode, detection, pre-processing, graphs, workspace, post-processing, the
-bounded executor); runs are interleaved so background load spreads over both columns.
+registered recipe family exported at ``--size`` (tiny: briefly trained on generated data, as
+in the tests; edge: the deployment sizes, untrained weights; latency does not depend on the
+weights). The same Recognizer is opened twice: every graph on ``ort-cpu`` (what ``load()``
+picks here) and every graph on ``torch`` (the PyTorch reference pipeline). Each row is one
+``predict`` call, end to end (decode, detection, pre-processing, graphs, workspace,
+post-processing, the bounded executor); runs are interleaved so background load spreads over
+both columns.
 Figures only, no assertions. Bundles are cached in ``--out`` (default: a temp folder).
 """
 
@@ -34,12 +35,58 @@ from benchmarks.face import machine  # noqa: E402
 from edge_sdk.bundle import ModelBundle  # noqa: E402
 from edge_sdk.errors import BundleError  # noqa: E402
 
-FAMILIES = ("face-caf", "face-expclip", "scene-cocoer", "av-fbp", "dialog-m2fnet")
 EXAMPLE = ROOT / "examples" / "astronaut.png"
+# A config field that must equal the per-face feature width of the face family loaded beside
+# it (an audio-video family fusing per-frame face features); filled in from that bundle's
+# manifest, not from a family name.
+FACE_FEATURE_FIELD = "face_dim"
 
 
-def bundle_for(family: str, size: str, out: Path) -> ModelBundle:
-    """The family's bundle at ``size`` from ``out``, exported there first if missing."""
+def recipe_families() -> tuple[str, ...]:
+    """Every registered family trained with our own code (the built-in bundle is added apart)."""
+    from edge_sdk.models.families import families
+
+    return tuple(f.name for f in families() if f.recipe is not None)
+
+
+def face_feature_width(bundles: list[ModelBundle]) -> int | None:
+    """The embedding width of the first face-head bundle among ``bundles`` (manifest only)."""
+    from edge_sdk.pipelines.registry import pipelines
+
+    known = pipelines()
+    for bundle in bundles:
+        cls = known.get(bundle.manifest.config.get("pipeline"))
+        if cls is None or getattr(cls, "modality", None) != "face":
+            continue
+        for graph in bundle.manifest.graphs:
+            for output in graph.outputs:
+                if output.kind == "embedding" and isinstance(output.shape[-1], int):
+                    return output.shape[-1]
+    return None
+
+
+def export_all(size: str, out: Path) -> list[ModelBundle]:
+    """Every recipe family's bundle at ``size``; configs that fuse face features take the
+    width of a face bundle exported before them."""
+    from edge_sdk.models.families import get_family
+
+    names = recipe_families()
+    fused = [n for n in names if _has_field(get_family(n).recipe.configs[size])]
+    bundles = [bundle_for(n, size, out) for n in names if n not in fused]
+    width = face_feature_width(bundles)
+    changes = {FACE_FEATURE_FIELD: width} if width is not None else {}
+    return bundles + [bundle_for(n, size, out, changes) for n in fused]
+
+
+def _has_field(config: Any) -> bool:
+    return FACE_FEATURE_FIELD in {f.name for f in dataclasses.fields(config)}
+
+
+def bundle_for(
+    family: str, size: str, out: Path, changes: dict[str, Any] | None = None
+) -> ModelBundle:
+    """The family's bundle at ``size`` from ``out``, exported there first if missing
+    (``changes``: config fields replaced first)."""
     target = out / f"{family}-{size}"
     try:
         return ModelBundle.load(target)
@@ -50,9 +97,7 @@ def bundle_for(family: str, size: str, out: Path) -> ModelBundle:
     from export.family_export import write_bundle
 
     spec = get_family(family)
-    config = spec.recipe.configs[size]
-    if family == "av-fbp" and size == "tiny":
-        config = dataclasses.replace(config, face_dim=32)  # = face-caf tiny's feature_dim
+    config = dataclasses.replace(spec.recipe.configs[size], **(changes or {}))
     if size == "tiny":
         batches = synthetic_batches(spec.recipe, config, seed=3, batch_size=4, count=2)
         model, _ = train(spec, config, batches, epochs=1, seed=0)
@@ -137,7 +182,7 @@ def main() -> None:
 
     out = args.out or Path(tempfile.mkdtemp(prefix="edge-sdk-bench-"))
     out.mkdir(parents=True, exist_ok=True)
-    bundles = [default_bundle(), *(bundle_for(f, args.size, out) for f in FAMILIES)]
+    bundles = [default_bundle(), *export_all(args.size, out)]
     recognizers = {
         backend: edge_sdk.load(bundles, backend=backend, workers=1, allow_untrained=True)
         for backend in ("ort-cpu", "torch")
@@ -146,7 +191,7 @@ def main() -> None:
     console.print(f"[bold]machine[/bold]: {machine()}")
     console.print(
         "[bold]bundles[/bold]: face-fer7 (built-in) + "
-        + ", ".join(f"{f} ({args.size})" for f in FAMILIES)
+        + ", ".join(f"{b.manifest.family} ({args.size})" for b in bundles[1:])
     )
     table = Table(
         title=f"predict() end to end, ms: median / p90 of {args.repeats} interleaved runs"
@@ -182,10 +227,17 @@ def main() -> None:
     console.print(
         "Every row includes decoding, the shared MTCNN detector where faces are needed, "
         "windows/crops/log-mel, the graphs and (scene) the CocoER workspace "
-        f"({recognizers['ort-cpu'].pipelines[3].workspace_name} backend, in-process)."
+        f"({_workspace_name(recognizers['ort-cpu'])} backend, in-process)."
     )
     for recognizer in recognizers.values():
         recognizer.close()
+
+
+def _workspace_name(recognizer: Any) -> str:
+    """The scene workspace's backend name, or "no" when no scene family is loaded."""
+    return next(
+        (p.workspace_name for p in recognizer.pipelines if hasattr(p, "workspace_name")), "no"
+    )
 
 
 if __name__ == "__main__":

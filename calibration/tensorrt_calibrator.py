@@ -107,9 +107,9 @@ def entropy_calibrator(batches: CalibrationBatches, cache: bytes | None) -> obje
     """
     import tensorrt as trt
 
-    from runtimes.tensorrt_backend import _check, _cuda_runtime
+    from runtimes.tensorrt_backend import check_cuda, cuda_runtime
 
-    cuda = _cuda_runtime()
+    cuda = cuda_runtime()
 
     class _Calibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
@@ -128,9 +128,10 @@ def entropy_calibrator(batches: CalibrationBatches, cache: bytes | None) -> obje
             for name in names:
                 host = np.ascontiguousarray(batch[name])
                 if name not in self._buffers:
-                    self._buffers[name] = _check(cuda.cudaMalloc(host.nbytes))
+                    self._buffers[name] = check_cuda(cuda.cudaMalloc(host.nbytes))
                 kind = cuda.cudaMemcpyKind.cudaMemcpyHostToDevice
-                _check(cuda.cudaMemcpy(self._buffers[name], host.ctypes.data, host.nbytes, kind))
+                target = self._buffers[name]
+                check_cuda(cuda.cudaMemcpy(target, host.ctypes.data, host.nbytes, kind))
                 pointers.append(self._buffers[name])
             return pointers
 

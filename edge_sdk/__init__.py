@@ -24,8 +24,7 @@ from edge_sdk.errors import (
     SidecarUnavailableError,
     WeightsError,
 )
-
-__version__ = "0.1.0"
+from edge_sdk.version import __version__
 
 # Result and input types, imported on first use: ``import edge_sdk`` stays light (the
 # pipelines pull in OpenCV and ONNX Runtime).

@@ -23,20 +23,25 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
-import numbers
-import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, overload
 
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo, DeviceProbe
 from edge_sdk.errors import BundleError, ClosedError, InputError
-from edge_sdk.pipelines.audio_video import AudioPrediction
+from edge_sdk.loading import (
+    BundleSource,
+    bundle_sources,
+    check_executor_options,
+    digest_pins,
+    open_pinned,
+    opened_bundles,
+    refuse_untrained,
+)
+from edge_sdk.pipelines.blazeface import FaceDetector
 from edge_sdk.pipelines.common import Timer
-from edge_sdk.pipelines.detector import PNET_CELL, MTCNNDetector
+from edge_sdk.pipelines.detector import PNET_CELL
 from edge_sdk.pipelines.dialog import DialogPrediction, RunningDialog, to_utterances
 from edge_sdk.pipelines.executor import BoundedExecutor, QueueFullError
 from edge_sdk.pipelines.face import (
@@ -47,7 +52,8 @@ from edge_sdk.pipelines.face import (
 )
 from edge_sdk.pipelines.registry import MODALITIES, pipeline_class
 from edge_sdk.pipelines.scene import SceneInput, ScenePrediction
-from edge_sdk.pipelines.video import VideoPrediction, analyze_frames, detect_frames
+from edge_sdk.pipelines.video import analyze_frames, detect_frames
+from edge_sdk.prediction import Prediction
 from edge_sdk.preprocess.audio import AudioInput
 from edge_sdk.preprocess.image import ImageInput
 from edge_sdk.preprocess.video import VideoInput, load_frames
@@ -57,55 +63,10 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Prediction", "QueueFullError", "Recognizer", "load"]
 
-BundleSource = str | os.PathLike[str] | ModelBundle
 _CLOSED = (
     "this Recognizer is closed (close() or the end of its with-block); "
     "open a new one with edge_sdk.load()"
 )
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Typed results of one ``predict`` call, one field per modality given (others None).
-
-    ``timings_ms`` holds each modality's total and the call's ``total``; every modality's
-    result has its own per-stage timings and the backend/precision of each graph it ran.
-    """
-
-    face: FacePrediction | None = None
-    scene: ScenePrediction | None = None
-    audio: AudioPrediction | None = None
-    video: VideoPrediction | None = None
-    dialog: DialogPrediction | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form with the modalities that ran."""
-        out: dict[str, Any] = {
-            name: result.to_dict()
-            for name in ("face", "scene", "audio", "video", "dialog")
-            if (result := getattr(self, name)) is not None
-        }
-        out["timings_ms"] = dict(self.timings_ms)
-        return out
-
-
-def refuse_untrained(bundles: Sequence[ModelBundle], allow: bool) -> None:
-    """BundleError for a bundle of random weights, unless ``allow`` (then a warning).
-
-    Why: such a bundle answers confidently and means nothing (every face got the same
-    valence/arousal); sizes and latency are all it is good for.
-    """
-    untrained = [f"{b.manifest.family} ({b.root})" for b in bundles if b.manifest.untrained]
-    if not untrained:
-        return
-    if not allow:
-        raise BundleError(
-            f"{', '.join(untrained)}: untrained (random) weights, exported with --untrained; "
-            "its predictions mean nothing. Train it (edge-sdk train) and export with "
-            "--checkpoint, or pass allow_untrained=True / --allow-untrained for latency work"
-        )
-    log.warning("running untrained (random) weights: %s", ", ".join(untrained))
 
 
 class Recognizer:
@@ -117,7 +78,10 @@ class Recognizer:
         device: a probed DeviceInfo; None probes this machine.
         backend: force a backend for every graph (e.g. ``"ort-cpu"``, ``"torch"``).
         precision: require a precision for every graph; never silently changed.
-        detector: bundle with MTCNN graphs to use when no face-fer7 bundle is loaded.
+        detector: a bundle with MTCNN graphs to use when no face-fer7 bundle is loaded, or
+            a name: ``"auto"`` (BlazeFace full range; MTCNN when BlazeFace's weights are
+            absent or ``min_face`` is below what BlazeFace finds at 640 px), ``"mtcnn"``,
+            ``"blazeface-short"``, ``"blazeface-full"``, ``"blazeface-back"``.
         workspace: CocoER workspace: ``"auto"`` (torch in-process when installed, else
             numpy), ``"torch"``, ``"numpy"``, ``"sidecar"`` (torch in a supervised child
             process, stopped by :meth:`close`), an object with ``update(outputs)``, or None
@@ -138,7 +102,7 @@ class Recognizer:
         *,
         backend: str | None = None,
         precision: str | None = None,
-        detector: ModelBundle | None = None,
+        detector: ModelBundle | str | None = None,
         workspace: Any = "auto",
         workers: int = 2,
         max_queue: int = 16,
@@ -154,23 +118,7 @@ class Recognizer:
         detector of another bundle is not wrapped.
         """
         check_executor_options(workers, max_queue, queue_timeout)  # before opening anything
-        if isinstance(bundles, ModelBundle):
-            opened = [bundles]
-        elif isinstance(bundles, Iterable) and not isinstance(bundles, (str, bytes, Mapping)):
-            opened = list(bundles)
-        else:
-            raise InputError(
-                f"Recognizer takes an opened ModelBundle or a list of them, got "
-                f"{type(bundles).__name__} (edge_sdk.load() opens bundle directories)"
-            )
-        if not opened:
-            raise BundleError("a Recognizer needs at least one bundle")
-        for item in opened:
-            if not isinstance(item, ModelBundle):
-                raise InputError(
-                    f"Recognizer takes opened ModelBundles, got {type(item).__name__} "
-                    "(edge_sdk.load() opens bundle directories)"
-                )
+        opened = opened_bundles(bundles)
         refuse_untrained(opened, allow_untrained)
         self._closed = False
         self.bundles = tuple(opened)
@@ -178,7 +126,7 @@ class Recognizer:
         self.device = device or DeviceProbe().probe()
         options = {"workspace": workspace}
         self.pipelines: list[Any] = []
-        self._detector: MTCNNDetector | None = None
+        self._detector: FaceDetector | None = None
         try:
             self._open_pipelines(opened, options, wrap, backend, precision, detector, min_face)
         except BaseException:
@@ -193,7 +141,7 @@ class Recognizer:
         wrap: Callable[[str, Session], Session] | None,
         backend: str | None,
         precision: str | None,
-        detector: ModelBundle | None,
+        detector: ModelBundle | str | None,
         min_face: int | None,
     ) -> None:
         """Open every bundle's pipeline and the one shared detector, and bind them."""
@@ -217,7 +165,9 @@ class Recognizer:
                 )
             self._by_modality[pipeline.modality] = pipeline
         self.face_heads = tuple(p for p in self.pipelines if p.modality == "face")
-        self._detector, self._detector_backends = self._open_detector(detector, backend, precision)
+        self._detector, self._detector_backends = self._open_detector(
+            detector, backend, precision, min_face
+        )
         if min_face is not None:
             self._set_min_face(min_face)
         for pipeline in self.pipelines:
@@ -241,9 +191,17 @@ class Recognizer:
         self._detector.config = replace(self._detector.config, min_face=min_face)
 
     def _open_detector(
-        self, detector: ModelBundle | None, backend: str | None, precision: str | None
-    ) -> tuple[MTCNNDetector | None, dict[str, str]]:
-        """The one shared MTCNN detector (module docs say where it comes from)."""
+        self,
+        detector: ModelBundle | str | None,
+        backend: str | None,
+        precision: str | None,
+        min_face: int | None,
+    ) -> tuple[FaceDetector | None, dict[str, str]]:
+        """The one shared detector (module docs say where it comes from)."""
+        if isinstance(detector, str):
+            from edge_sdk.pipelines.blazeface import open_named_detector
+
+            return open_named_detector(detector, self.device, backend, precision, min_face)
         for pipeline in self.face_heads:
             found = getattr(pipeline, "detector", None)
             if found is not None:
@@ -298,7 +256,7 @@ class Recognizer:
         return out
 
     @property
-    def detector(self) -> MTCNNDetector | None:
+    def detector(self) -> FaceDetector | None:
         """The one MTCNN detector every face, scene, video and dialog call shares (None when
         no loaded family needs faces); its ``config`` holds ``min_face`` and thresholds."""
         return self._detector
@@ -482,66 +440,6 @@ class Recognizer:
         return pipeline.predict(to_utterances(dialog))
 
 
-def check_executor_options(workers: Any, max_queue: Any, queue_timeout: Any) -> None:
-    """Refuse executor settings that cannot work, as an InputError naming the value, before
-    any bundle is opened or exported (the executor's own check would come after that)."""
-    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
-        raise InputError(f"workers must be an integer >= 1, got {workers!r}")
-    if isinstance(max_queue, bool) or not isinstance(max_queue, numbers.Integral) or max_queue < 0:
-        raise InputError(f"max_queue must be an integer >= 0, got {max_queue!r}")
-    if queue_timeout is not None and (
-        isinstance(queue_timeout, bool)
-        or not isinstance(queue_timeout, numbers.Real)
-        or not 0 <= queue_timeout < math.inf
-    ):
-        raise InputError(
-            f"queue_timeout must be None (wait as long as it takes) or finite seconds >= 0, "
-            f"got {queue_timeout!r}"
-        )
-
-
-def _sources(bundle: Any) -> list[BundleSource]:
-    """``load``'s bundle argument as a list, every item a path or an opened bundle."""
-    kinds = (str, os.PathLike, ModelBundle)
-    if isinstance(bundle, kinds):
-        return [bundle]
-    if isinstance(bundle, (bytes, bytearray, Mapping)) or not isinstance(bundle, Iterable):
-        raise InputError(
-            "load() takes a bundle directory (str or os.PathLike), a ModelBundle or a list "
-            f"of them; got {type(bundle).__name__}"
-        )
-    sources = list(bundle)
-    for item in sources:
-        if not isinstance(item, kinds):
-            raise InputError(
-                "load() takes bundle directories (str or os.PathLike) or ModelBundles; got "
-                f"{type(item).__name__} in the list"
-            )
-    return sources
-
-
-def _digest_pins(digest: str | Sequence[str | None] | None, count: int) -> list[str | None]:
-    """``load``'s digest argument as one pin (or None) per bundle."""
-    if digest is None:
-        return [None] * count
-    pins = [digest] if isinstance(digest, str) else list(digest)
-    if len(pins) != count:
-        raise InputError(
-            f"load() got {len(pins)} digests for {count} bundles: give one digest per bundle "
-            "(None where any will do)"
-        )
-    return pins
-
-
-def _open_pinned(source: BundleSource, pin: str | None) -> ModelBundle:
-    """Open ``source``; with ``pin``, refuse it (BundleError) unless its digest is ``pin``."""
-    if not isinstance(source, ModelBundle):
-        return ModelBundle.load(Path(source), digest=pin)
-    if pin is not None:
-        source.check_digest(pin)
-    return source
-
-
 def load(
     bundle: BundleSource | Sequence[BundleSource] | None = None,
     *,
@@ -580,12 +478,12 @@ def load(
         sources: list[BundleSource] = []
         with_default = True
     else:
-        sources = _sources(bundle)
-    pins = _digest_pins(digest, max(len(sources), 1))
-    opened = [_open_pinned(b, pin) for b, pin in zip(sources, pins, strict=False)]
+        sources = bundle_sources(bundle)
+    pins = digest_pins(digest, max(len(sources), 1))
+    opened = [open_pinned(b, pin) for b, pin in zip(sources, pins, strict=False)]
     if with_default:
         from edge_sdk.defaults import default_bundle
 
         default = default_bundle()
-        opened.insert(0, default if sources else _open_pinned(default, pins[0]))
+        opened.insert(0, default if sources else open_pinned(default, pins[0]))
     return Recognizer(opened, device, backend=backend, precision=precision, **options)

@@ -13,9 +13,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_sdk import __version__
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.errors import BundleError
+from edge_sdk.version import __version__
 
 DEFAULT_FAMILY = "face-fer7"
 # Bump when the exporter writes different graphs for the same weights (e.g. another ONNX
@@ -23,7 +23,8 @@ DEFAULT_FAMILY = "face-fer7"
 # development install. Revision 4: MTCNN PReLU, face softmax and Caffe flatten in their
 # NCHWc-friendly forms. Revision 5: output kinds and per-kind parity rules in the manifest.
 # Revision 6: recorded PyTorch outputs (GRAPH.reference.npz) and weights_state.
-EXPORT_REVISION = 6
+# Revision 7: the family's INT8 policy in the manifest (config["int8_policy"]).
+EXPORT_REVISION = 7
 
 
 def cache_dir() -> Path:

@@ -60,18 +60,26 @@ __all__ = [
     "DeviceProbe",
     "GpuInfo",
     "JetsonInfo",
+    "ONNXRUNTIME_DISTS",
     "RuntimeInfo",
+    "TENSORRT_DISTS",
+    "dist_version",
     "gpu_capability_from_name",
+    "importable",
     "jetson_capability_from_model",
     "l4t_to_jetpack",
+    "module_version",
     "parse_tegra_release",
     "probe_device",
+    "tensorrt_version",
 ]
 
 _LOG = logging.getLogger(__name__)
 
 # Distribution names under which the TensorRT Python bindings are published on PyPI.
-_TENSORRT_DISTS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt_lean", "tensorrt-lean")
+TENSORRT_DISTS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt_lean", "tensorrt-lean")
+# ... and ONNX Runtime's builds (one module, ``onnxruntime``, whichever is installed).
+ONNXRUNTIME_DISTS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino")
 
 
 class DeviceProbe:
@@ -306,12 +314,12 @@ class DeviceProbe:
         """
         self._require_root()
         ort_version, providers = _onnxruntime_info()
-        torch_version = _dist_version("torch")
+        torch_version = dist_version("torch")
         cuda = self._torch_cuda()[0] if (self.is_live and torch_version) else False
         return RuntimeInfo(
             onnxruntime_version=ort_version,
             ort_providers=providers,
-            tensorrt_version=_tensorrt_version(),
+            tensorrt_version=tensorrt_version(),
             torch_version=torch_version,
             torch_cuda_available=cuda,
         )
@@ -350,13 +358,25 @@ def probe_device(root: str | os.PathLike[str] = "/") -> DeviceInfo:
 
 
 def _importable(module: str) -> bool:
+    """Whether ``import module`` can find it (False when blocked: ``sys.modules[m] = None``
+    raises ValueError here, a refusing meta path finder ImportError)."""
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
 
 
-def _dist_version(*dists: str) -> str | None:
+def importable(module: str) -> bool:
+    """Whether ``module`` can be imported here, without importing it (for backends'
+    ``is_available``: a blocked or missing library is simply absent)."""
+    return _importable(module)
+
+
+def dist_version(*dists: str) -> str | None:
+    """The installed version of the first of ``dists`` (PyPI names) with metadata, or None.
+
+    Reads package metadata only, so nothing heavy is imported to learn a version.
+    """
     for dist in dists:
         try:
             return importlib.metadata.version(dist)
@@ -367,14 +387,34 @@ def _dist_version(*dists: str) -> str | None:
     return None
 
 
+def module_version(module: str, *dists: str) -> str | None:
+    """The version of library ``module`` (published as ``dists``), None when it is absent.
+
+    What every backend's ``version()`` answers with, so ``devices``/``doctor`` need no code
+    per library: None when the module cannot be imported here (metadata left behind by a
+    broken or blocked install does not count), else the distribution metadata, else (apt
+    installs such as JetPack's TensorRT carry none) the module's own ``__version__``.
+    """
+    if not _importable(module):
+        return None
+    version = dist_version(*(dists or (module,)))
+    if version is not None:
+        return version
+    try:
+        value = getattr(importlib.import_module(module), "__version__", None)
+    # A broken native install can raise almost anything at import; treat it as absent.
+    except Exception as exc:  # noqa: BLE001
+        _LOG.debug("%s import failed: %s", module, exc)
+        return None
+    return str(value) if value else None
+
+
 def _onnxruntime_info() -> tuple[str | None, tuple[str, ...]]:
     if not _importable("onnxruntime"):
         return None, ()
     try:
         ort = importlib.import_module("onnxruntime")
-        version = getattr(ort, "__version__", None) or _dist_version(
-            "onnxruntime", "onnxruntime-gpu"
-        )
+        version = getattr(ort, "__version__", None) or dist_version(*ONNXRUNTIME_DISTS)
         return version, tuple(ort.get_available_providers())
     # Native-library load errors surface as assorted exception types; treat as absent.
     except Exception as exc:  # noqa: BLE001
@@ -382,18 +422,10 @@ def _onnxruntime_info() -> tuple[str | None, tuple[str, ...]]:
         return None, ()
 
 
-def _tensorrt_version() -> str | None:
-    version = _dist_version(*_TENSORRT_DISTS)
+def tensorrt_version() -> str | None:
+    """The TensorRT Python bindings' version (pip metadata, else the module's), or None."""
+    version = dist_version(*TENSORRT_DISTS)
     if version is not None:
         return version
     # JetPack installs the bindings via apt, often without pip metadata.
-    if not _importable("tensorrt"):
-        return None
-    try:
-        trt = importlib.import_module("tensorrt")
-        value = getattr(trt, "__version__", None)
-        return str(value) if value else None
-    # Same reasoning as for onnxruntime: a broken native install must not crash probing.
-    except Exception as exc:  # noqa: BLE001
-        _LOG.debug("tensorrt import failed: %s", exc)
-        return None
+    return module_version("tensorrt", *TENSORRT_DISTS)

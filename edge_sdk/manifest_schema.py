@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from edge_sdk.errors import ManifestError
+from edge_sdk.int8_policy import METHODS, QUANTISABLE_OPS
 from edge_sdk.manifest_checks import (
     MAX_NAME,
     Check,
@@ -218,6 +219,26 @@ _CALIBRATION = record(
         "forced": boolean,
     },
 )
+_TENSOR_NAME = string(min_len=1, max_len=MAX_NAME)
+# A family's INT8 settings (edge_sdk.int8_policy.Int8Policy), read by calibration.
+_INT8_POLICY = object_of(
+    {},
+    {
+        "method": one_of(METHODS, "INT8 calibration method"),
+        "skip_graphs": list_of(_GRAPH_NAME, max_len=64, unique=True),
+        "op_types": list_of(
+            one_of(QUANTISABLE_OPS, "quantisable op type"), min_len=1, max_len=16, unique=True
+        ),
+        "exclude_nodes": mapping(
+            list_of(string(min_len=1, max_len=MAX_NAME), max_len=256), key=_GRAPH_NAME, max_len=64
+        ),
+        "masks": mapping(
+            mapping(_TENSOR_NAME, key=_TENSOR_NAME, max_len=64), key=_GRAPH_NAME, max_len=64
+        ),
+        "center_activations": boolean,
+        "quantize_outputs": boolean,
+    },
+)
 # Free-form, but what the SDK reads from it is checked like any other field.
 _CONFIG = object_of(
     {},
@@ -231,6 +252,7 @@ _CONFIG = object_of(
                 "thresholds": list_of(number(0.0, 1.0), min_len=3, max_len=3),
             },
         ),
+        "int8_policy": _INT8_POLICY,
         "tokenizer": object_of(
             {"kind": one_of({"inline", "package"}, "tokenizer kind")},
             {

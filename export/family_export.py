@@ -19,6 +19,8 @@ import numpy as np
 
 from edge_sdk.bundle import BundleWriter, ModelBundle, sha256_file
 from edge_sdk.errors import ExportError
+from edge_sdk.int8_policy import MANIFEST_KEY as INT8_MANIFEST_KEY
+from edge_sdk.int8_policy import Int8Policy
 from edge_sdk.manifest import Manifest
 from edge_sdk.models.families import BuiltGraph, FamilyBuild, get_family
 from edge_sdk.parity import DEFAULT_RULES, ParityCheck, check_parity, rules_to_manifest
@@ -55,7 +57,7 @@ def _tool_versions() -> dict[str, str]:
     import onnxruntime
     import torch
 
-    from edge_sdk import __version__
+    from edge_sdk.version import __version__
 
     return {
         "edge_sdk": __version__,
@@ -128,13 +130,17 @@ def write_bundle(
     kernel_paths: Sequence[KernelPath] = (DEPLOYED,),
     on_step: StepCallback | None = None,
     provenance: dict[str, str] | None = None,
+    int8: Int8Policy | None = None,
 ) -> ModelBundle:
     """Write a FamilyBuild to ``out_dir`` (ONNX + safetensors per graph, manifest last).
 
     ``kernel_paths``: ONNX Runtime session settings parity must hold under (the tests add
     :data:`OTHER_KERNEL_PATHS`). ``on_step`` hears of each stage (an export takes seconds
-    to minutes, so the command line shows them).
+    to minutes, so the command line shows them). ``int8``: the INT8 policy recorded in the
+    manifest (``config["int8_policy"]``, read by calibration); None: the one the registered
+    family declares.
     """
+    policy = int8 if int8 is not None else get_family(family).int8
     report = on_step or _no_progress
     total = 2 * len(build.graphs) + 1
     tools = _tool_versions()
@@ -155,46 +161,8 @@ def write_bundle(
         )
         report(2 * index + 1, total, f"parity of {graph.spec.name} against PyTorch")
         references = [_torch_outputs(graph, feeds) for feeds in graph.examples]
-        checks = _onnx_parity(graph, onnx_bytes, kernel_paths, references)
-        failed = [
-            f"{name}: {check.describe()} at {where}"
-            for name, (check, where) in checks.items()
-            if not check.passed
-        ]
-        if failed:
-            raise ExportError(
-                f"{family}/{graph.spec.name}: ONNX Runtime differs from PyTorch beyond the "
-                f"parity rules (edge_sdk.parity): {'; '.join(failed)}"
-            )
-        parity[f"{graph.spec.name}.onnx_fp32_max_abs"] = max(c.max_abs for c, _ in checks.values())
-        for name, (check, _) in checks.items():
-            parity[f"{graph.spec.name}.{name}.max_abs"] = check.max_abs
-            parity[f"{graph.spec.name}.{name}.ratio"] = check.ratio
-        writer.add(
-            f"{graph.spec.name}.onnx",
-            onnx_bytes,
-            format="onnx",
-            graph=graph.spec.name,
-            built_with=tools,
-        )
-        writer.add(
-            f"{graph.spec.name}.safetensors",
-            _state_bytes(graph),
-            format="safetensors",
-            graph=graph.spec.name,
-            built_with=tools,
-        )
-        recorded = [
-            RecordedExample(dict(feeds), outputs)
-            for feeds, outputs in zip(graph.examples, references, strict=True)
-        ]
-        writer.add(
-            reference_path(graph.spec.name),
-            encode_examples(recorded),
-            format=REFERENCE_FORMAT,
-            graph=graph.spec.name,
-            built_with=tools,
-        )
+        parity.update(_checked_parity(family, graph, onnx_bytes, kernel_paths, references))
+        _add_graph_files(writer, graph, onnx_bytes, references, tools)
     report(total - 1, total, "writing the manifest")
     manifest = Manifest(
         family=family,
@@ -211,9 +179,75 @@ def write_bundle(
             **{f"tool.{k}": v for k, v in tools.items()},
         },
         parity=parity,
-        config={**build.config, "parity_rules": rules_to_manifest(DEFAULT_RULES)},
+        config={
+            **build.config,
+            "parity_rules": rules_to_manifest(DEFAULT_RULES),
+            INT8_MANIFEST_KEY: policy.to_manifest(),
+        },
     )
     return writer.finish(manifest)
+
+
+def _checked_parity(
+    family: str,
+    graph: BuiltGraph,
+    onnx_bytes: bytes,
+    kernel_paths: Sequence[KernelPath],
+    references: Sequence[dict[str, np.ndarray]],
+) -> dict[str, float]:
+    """The graph's parity figures for the manifest; ExportError when an output breaks its
+    rule (ONNX Runtime differs from PyTorch) under any kernel path."""
+    checks = _onnx_parity(graph, onnx_bytes, kernel_paths, references)
+    failed = [
+        f"{name}: {check.describe()} at {where}"
+        for name, (check, where) in checks.items()
+        if not check.passed
+    ]
+    if failed:
+        raise ExportError(
+            f"{family}/{graph.spec.name}: ONNX Runtime differs from PyTorch beyond the "
+            f"parity rules (edge_sdk.parity): {'; '.join(failed)}"
+        )
+    parity = {f"{graph.spec.name}.onnx_fp32_max_abs": max(c.max_abs for c, _ in checks.values())}
+    for name, (check, _) in checks.items():
+        parity[f"{graph.spec.name}.{name}.max_abs"] = check.max_abs
+        parity[f"{graph.spec.name}.{name}.ratio"] = check.ratio
+    return parity
+
+
+def _add_graph_files(
+    writer: BundleWriter,
+    graph: BuiltGraph,
+    onnx_bytes: bytes,
+    references: Sequence[dict[str, np.ndarray]],
+    tools: dict[str, str],
+) -> None:
+    """The graph's ONNX, its weights (safetensors) and its recorded PyTorch outputs."""
+    writer.add(
+        f"{graph.spec.name}.onnx",
+        onnx_bytes,
+        format="onnx",
+        graph=graph.spec.name,
+        built_with=tools,
+    )
+    writer.add(
+        f"{graph.spec.name}.safetensors",
+        _state_bytes(graph),
+        format="safetensors",
+        graph=graph.spec.name,
+        built_with=tools,
+    )
+    recorded = [
+        RecordedExample(dict(feeds), outputs)
+        for feeds, outputs in zip(graph.examples, references, strict=True)
+    ]
+    writer.add(
+        reference_path(graph.spec.name),
+        encode_examples(recorded),
+        format=REFERENCE_FORMAT,
+        graph=graph.spec.name,
+        built_with=tools,
+    )
 
 
 def export_family(
@@ -255,4 +289,10 @@ def export_family(
     else:
         build = family.build(weights)
     provenance = {"checkpoint_sha256": sha256_file(weights)} if weights is not None else {}
+    if weights is not None and weights.suffix == ".safetensors":
+        from edge_sdk.models.training import training_metadata
+
+        record = training_metadata(weights)
+        if record is not None:  # data set, sample counts, epochs, validation figures (JSON)
+            provenance["training"] = record
     return write_bundle(family.name, build, Path(out_dir), kernel_paths, on_step, provenance)

@@ -124,6 +124,9 @@ class Backend(Protocol):
     ``rank`` orders candidates: lower runs first when several backends can serve a graph.
     ``automatic`` is False for reference backends that run only when asked for by name;
     ``formats`` are the artifact formats it reads at all (others are not even candidates).
+    ``version()`` is the runtime library's version, None where it is absent (or, for a
+    backend that needs no library, always), so ``devices``/``doctor`` print one line per
+    backend without knowing any library by name.
     """
 
     name: str
@@ -132,6 +135,8 @@ class Backend(Protocol):
     formats: frozenset[str]
 
     def is_available(self) -> bool: ...
+
+    def version(self) -> str | None: ...
 
     def supports(self, graph: GraphSpec, artifact: Artifact, device: DeviceInfo) -> Support: ...
 
@@ -153,6 +158,7 @@ _REGISTRY: dict[str, Backend] = {}
 # Modules that register backends on import; importing them must not need optional libraries.
 _BACKEND_MODULES = (
     "runtimes.onnxruntime_backend",
+    "runtimes.openvino_backend",
     "runtimes.tensorrt_backend",
     "runtimes.torch_backend",
     "runtimes.recorded_backend",

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.bundle import ModelBundle
-from edge_sdk.device import DeviceInfo
+from edge_sdk.device import ONNXRUNTIME_DISTS, DeviceInfo, module_version
 from edge_sdk.errors import BackendError
 from edge_sdk.manifest import CPU_INT8_TARGET, Artifact, GraphSpec
 from runtimes.base import BaseSession, Support, register_backend
@@ -111,6 +111,10 @@ class OrtBackend:
         import onnxruntime
 
         return self.provider in onnxruntime.get_available_providers()
+
+    def version(self) -> str | None:
+        """ONNX Runtime's version (whichever build is installed), None without it."""
+        return module_version("onnxruntime", *ONNXRUNTIME_DISTS)
 
     def supports(self, graph: GraphSpec, artifact: Artifact, device: DeviceInfo) -> Support:
         if not self.is_available():

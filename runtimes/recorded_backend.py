@@ -67,6 +67,10 @@ class RecordedBackend:
     def is_available(self) -> bool:
         return True
 
+    def version(self) -> str | None:
+        """None: no runtime library, it looks arrays up (always available)."""
+        return None
+
     def supports(self, graph: GraphSpec, artifact: Artifact, device: DeviceInfo) -> Support:
         return Support(True, "PyTorch outputs recorded at export (the export examples only)")
 

@@ -6,11 +6,20 @@ first (written only where calibration measured it faster than FP32 and it passed
 gate, see calibration.cpu_int8), then fp32, then the TensorRT INT8 form (which ONNX
 Runtime's CPU kernels ran slower than FP32). A requested backend or precision is a
 constraint, never a hint: when nothing satisfies it the call fails, it is not downgraded.
+
+The backend ranks are a static order (TensorRT 5, ORT TensorRT EP 10, ORT CUDA 20, ORT CPU
+50, OpenVINO CPU 60): a second CPU runtime is tried after ONNX Runtime because which one is
+faster depends on the graph, its shapes and the CPU (``benchmarks/cpu_runtimes.py``).
+``measured`` latencies, where a caller has them for this graph on this device, reorder
+only the candidates they cover, among the places those candidates already hold: OpenVINO
+measured faster than ORT CPU takes ORT CPU's place and ORT CPU moves to OpenVINO's, while
+an unmeasured candidate (TensorRT ahead of both) keeps its place.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from edge_sdk.bundle import ModelBundle
@@ -55,8 +64,14 @@ def rank_candidates(
     *,
     backend: str | None = None,
     precision: str | None = None,
+    measured: Mapping[tuple[str, str], float] | None = None,
 ) -> list[Candidate]:
-    """Every candidate for ``graph_name``, usable ones first in the order they would be tried."""
+    """Every candidate for ``graph_name``, usable ones first in the order they would be tried.
+
+    ``measured``: median ms of this graph per ``(backend name, artifact path)``, measured on
+    this device; usable candidates it covers are reordered among their own places, fastest
+    first (see the module docstring).
+    """
     graph = manifest.graph(graph_name)
     backends: tuple[Backend, ...] = (get_backend(backend),) if backend else all_backends()
     ranked: list[tuple[tuple[int, int, int], Candidate]] = []
@@ -69,11 +84,40 @@ def rank_candidates(
             if usable and precision and artifact.precision != precision:
                 usable, reason = False, f"precision {artifact.precision} != requested {precision}"
             if usable and backend is None and not b.automatic:
-                usable, reason = False, f"{reason}; reference only, request it by name"
+                why = getattr(b, "manual_reason", "reference only")
+                usable, reason = False, f"{reason}; {why}, request it by name"
             preference = _preference(artifact, getattr(b, "needs_gpu", True))
             key = (0 if usable else 1, b.rank, preference)
             ranked.append((key, Candidate(b.name, artifact, usable, reason)))
-    return [c for _, c in sorted(ranked, key=lambda item: item[0])]
+    ordered = [c for _, c in sorted(ranked, key=lambda item: item[0])]
+    return _reorder_measured(ordered, measured) if measured else ordered
+
+
+def _reorder_measured(
+    ordered: list[Candidate], measured: Mapping[tuple[str, str], float]
+) -> list[Candidate]:
+    """Sort the usable candidates ``measured`` covers by their latency, each taking one of
+    the places the group held in the static order; all others stay where they were."""
+    slots = [
+        i
+        for i, c in enumerate(ordered)
+        if c.usable and (c.backend, c.artifact.path) in measured
+    ]
+    group = sorted(
+        (ordered[i] for i in slots), key=lambda c: measured[(c.backend, c.artifact.path)]
+    )
+    result = list(ordered)
+    for slot, candidate in zip(slots, group, strict=True):
+        if candidate is not result[slot]:
+            ms = measured[(candidate.backend, candidate.artifact.path)]
+            candidate = Candidate(
+                candidate.backend,
+                candidate.artifact,
+                True,
+                f"{candidate.reason}; measured {ms:.3g} ms here, moved by measurement",
+            )
+        result[slot] = candidate
+    return result
 
 
 def open_graph(
@@ -84,13 +128,16 @@ def open_graph(
     backend: str | None = None,
     precision: str | None = None,
     threads: int | None = None,
+    measured: Mapping[tuple[str, str], float] | None = None,
 ) -> Session:
     """Open ``graph_name`` with the best usable candidate; fail with every reason otherwise.
 
-    ``threads`` is passed to the backend as its thread-count hint (see ``Backend.open``).
+    ``threads`` is passed to the backend as its thread-count hint (see ``Backend.open``);
+    ``measured`` latencies reorder the candidates they cover (see :func:`rank_candidates`).
     """
     candidates = rank_candidates(
-        bundle.manifest, graph_name, device, backend=backend, precision=precision
+        bundle.manifest, graph_name, device, backend=backend, precision=precision,
+        measured=measured,
     )
     usable = [c for c in candidates if c.usable]
     if not usable:

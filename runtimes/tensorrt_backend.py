@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.bundle import ModelBundle
-from edge_sdk.device import DeviceInfo
+from edge_sdk.device import TENSORRT_DISTS, DeviceInfo, module_version
 from edge_sdk.errors import BackendError
 from edge_sdk.manifest import Artifact, GraphSpec
 from runtimes.base import BaseSession, Support, register_backend
@@ -41,8 +41,10 @@ def engine_support(artifact: Artifact, device: DeviceInfo) -> Support:
     return Support(True, f"TensorRT {artifact.precision} engine for {device.fingerprint}")
 
 
-def _cuda_runtime() -> object:
-    """cuda-python's runtime module (``cuda.bindings.runtime`` since 12.6, else cudart)."""
+def cuda_runtime() -> object:
+    """cuda-python's runtime module (``cuda.bindings.runtime`` since 12.6, else cudart).
+
+    Public for the TensorRT calibrator, which drives the same copies."""
     try:
         from cuda.bindings import runtime
     except ImportError:
@@ -50,7 +52,7 @@ def _cuda_runtime() -> object:
     return runtime
 
 
-def _check(result: tuple) -> object:
+def check_cuda(result: tuple) -> object:
     """cuda-python returns (error, value...); raise on a CUDA error."""
     error, *values = result
     if int(error) != 0:
@@ -76,8 +78,8 @@ class DeviceBuffers:
         if nbytes > size:
             if ptr:
                 del self._held[name]
-                _check(self._cuda.cudaFree(ptr))
-            ptr, size = _check(self._cuda.cudaMalloc(nbytes)), nbytes
+                check_cuda(self._cuda.cudaFree(ptr))
+            ptr, size = check_cuda(self._cuda.cudaMalloc(nbytes)), nbytes
             self._held[name] = (ptr, size)
         return ptr
 
@@ -106,7 +108,7 @@ class TrtSession(BaseSession):
         import tensorrt as trt
 
         super().__init__(graph, "tensorrt", precision)
-        self._cuda = _cuda_runtime()
+        self._cuda = cuda_runtime()
         self._lock = threading.Lock()
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self._engine = self._runtime.deserialize_cuda_engine(engine_bytes)
@@ -115,7 +117,7 @@ class TrtSession(BaseSession):
         self._context = self._engine.create_execution_context()
         if self._context is None:
             raise BackendError(f"TensorRT could not create a context for {graph.name}")
-        self._stream = _check(self._cuda.cudaStreamCreate())
+        self._stream = check_cuda(self._cuda.cudaStreamCreate())
         self._buffers = DeviceBuffers(self._cuda)
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -128,7 +130,7 @@ class TrtSession(BaseSession):
                 host = np.ascontiguousarray(feeds[name])
                 ptr = self._buffers.get(name, max(1, host.nbytes))
                 self._context.set_input_shape(name, host.shape)
-                _check(
+                check_cuda(
                     cuda.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes, copy_in, self._stream)
                 )
                 self._context.set_tensor_address(name, ptr)
@@ -141,13 +143,13 @@ class TrtSession(BaseSession):
             if not self._context.execute_async_v3(self._stream):
                 raise BackendError(f"TensorRT failed to run {self.graph.name}")
             for name, out in results.items():
-                _check(
+                check_cuda(
                     cuda.cudaMemcpyAsync(
                         out.ctypes.data, self._buffers.pointer(name), out.nbytes, copy_out,
                         self._stream,
                     )
                 )
-            _check(cuda.cudaStreamSynchronize(self._stream))
+            check_cuda(cuda.cudaStreamSynchronize(self._stream))
             return results
 
     def _release(self) -> None:
@@ -162,7 +164,7 @@ class TrtSession(BaseSession):
                 self._context = None
                 self._engine = None
                 self._runtime = None
-                _check(self._cuda.cudaStreamDestroy(stream))
+                check_cuda(self._cuda.cudaStreamDestroy(stream))
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,10 @@ class TensorRTBackend:
 
     def is_available(self) -> bool:
         return all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "cuda"))
+
+    def version(self) -> str | None:
+        """TensorRT's version (pip metadata or JetPack's module), None without it."""
+        return module_version("tensorrt", *TENSORRT_DISTS)
 
     def supports(self, graph: GraphSpec, artifact: Artifact, device: DeviceInfo) -> Support:
         support = engine_support(artifact, device)

@@ -6,7 +6,6 @@ ahead of a deployment backend; ask for it by name (``backend="torch"``).
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.bundle import ModelBundle
-from edge_sdk.device import DeviceInfo
+from edge_sdk.device import DeviceInfo, importable, module_version
 from edge_sdk.errors import BackendError
 from edge_sdk.manifest import Artifact, GraphSpec
 from runtimes.base import BaseSession, Support, register_backend
@@ -71,10 +70,11 @@ class TorchBackend:
     formats: frozenset[str] = frozenset({"safetensors"})
 
     def is_available(self) -> bool:
-        try:
-            return importlib.util.find_spec("torch") is not None
-        except (ImportError, ValueError):  # blocked, or a broken install
-            return False
+        return importable("torch")
+
+    def version(self) -> str | None:
+        """PyTorch's version, None without it."""
+        return module_version("torch")
 
     def supports(self, graph: GraphSpec, artifact: Artifact, device: DeviceInfo) -> Support:
         if not self.is_available():

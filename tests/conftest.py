@@ -52,3 +52,11 @@ def iou(a: tuple[float, ...] | np.ndarray, b: tuple[float, ...] | np.ndarray) ->
     inter = w * h
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union
+
+
+@pytest.fixture(scope="session")
+def tiny_family_bundles() -> dict[str, ModelBundle]:
+    """Every trainable family's tiny bundle, trained briefly and exported once per session."""
+    from tests.support.bundles import tiny_bundles
+
+    return tiny_bundles()

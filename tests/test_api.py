@@ -21,7 +21,7 @@ from edge_sdk.pipelines.executor import BoundedExecutor, QueueFullError
 from edge_sdk.pipelines.face import FacePrediction
 from edge_sdk.pipelines.registry import pipelines
 from tests.conftest import ASTRONAUT
-from tests.test_pipelines_bundles import clip, tiny_bundles, voiced
+from tests.support.bundles import clip, tiny_bundles, voiced
 
 
 @pytest.fixture(scope="module")

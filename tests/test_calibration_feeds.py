@@ -13,7 +13,7 @@ import pytest
 from calibration.feeds import collect_feeds
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.errors import InputError
-from tests.test_pipelines_bundles import tiny_bundles, voiced
+from tests.support.bundles import tiny_bundles, voiced
 
 
 def _write_wav(path: Path, samples: np.ndarray, rate: int) -> Path:

@@ -35,8 +35,8 @@ from edge_sdk.errors import InputError
 from edge_sdk.preprocess.windows import body_box_from_head
 from edge_sdk.reports.html import check_page
 from tests.conftest import ASTRONAUT, ASTRONAUT_FACE
-from tests.test_pipelines_audio import _float_wav
-from tests.test_pipelines_bundles import clip, tiny_bundles, voiced
+from tests.support.bundles import clip, tiny_bundles, voiced
+from tests.support.media import float_wav
 
 runner = CliRunner()
 FER7 = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -339,7 +339,7 @@ def test_afew_clips_audio_video_and_video_only(face_bundle, tiny, tmp_path) -> N
     folder = tmp_path / "afew" / "Val" / "Happy"
     folder.mkdir(parents=True)
     _write_clip(folder / "000.avi", clip(frames=4))
-    (folder / "000.wav").write_bytes(_float_wav(voiced(1.2, 16000), 16000))
+    (folder / "000.wav").write_bytes(float_wav(voiced(1.2, 16000), 16000))
     data = read_dataset(tmp_path / "afew", "afew")
     loaded = [face_bundle, tiny["face-caf"], tiny["av-fbp"]]
     with open_recognizer(loaded)[0] as recognizer:

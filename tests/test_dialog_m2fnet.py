@@ -10,10 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from edge_sdk.models.dialog_m2fnet_augment import add_white_noise, time_warp
 from edge_sdk.models.dialog_m2fnet_losses import (
+    adaptive_margin,
     adaptive_margin_triplet,
     batch_hard_triplets,
     covariance_loss,
+    pair_distance,
+    pair_similarity,
     variance_loss,
 )
 from edge_sdk.models.dialog_m2fnet_modules import (
@@ -24,6 +28,7 @@ from edge_sdk.models.dialog_m2fnet_modules import (
 )
 from edge_sdk.models.dialog_m2fnet_text import EMOTION_WORDS, TINY_VOCAB, tokenize
 from edge_sdk.models.family_dialog_m2fnet import TINY
+from edge_sdk.preprocess.audio import MelConfig, log_mel
 
 KWARGS = dataclasses.asdict(TINY)
 
@@ -53,31 +58,53 @@ def test_covariance_loss_matches_numpy() -> None:
 
 
 def test_adaptive_margin_triplet_hand_computed() -> None:
-    # unit vectors: |a-p| = sqrt(2), |a-n| = 2, |p-n| = sqrt(2); halved distances
-    d_ap, d_an, d_pn = math.sqrt(2) / 2, 1.0, math.sqrt(2) / 2
-    m_sim = 1 + 2 / math.exp(4 * d_ap)  # 1.11820...
-    m_dissim = 1 + 2 / math.exp(-4 * d_an + 4)  # 3
-    expected = d_ap - (d_an + d_pn) / 2 + m_sim + m_dissim
-    assert expected == pytest.approx(3.971756, abs=1e-5)
+    # |a-p| = sqrt(2), |a-n| = 2, |p-n| = sqrt(2) (Euclidean, raw embeddings); similarities
+    # 1 - |x̂-ŷ|/2 on unit rows: sim_ap = 1 - sqrt(2)/2, sim_an = 0
+    sim_ap, sim_an = 1 - math.sqrt(2) / 2, 0.0
+    m_sim = 1 + 2 / math.exp(4 * sim_ap)
+    m_dissim = 1 + 2 / math.exp(4 - 4 * sim_an)
+    expected = math.sqrt(2) - (2 + math.sqrt(2)) / 2 + m_sim + m_dissim
     a, p, n = (torch.tensor([[x, y]], dtype=torch.float64) for x, y in ((1, 0), (0, 1), (-1, 0)))
     assert float(adaptive_margin_triplet(a, p, n)) == pytest.approx(expected, rel=1e-9)
-    # distances are taken between L2-normalised embeddings: the scale does not matter
-    assert float(adaptive_margin_triplet(3 * a, 0.5 * p, 7 * n)) == pytest.approx(expected)
 
 
-def test_triplet_margin_is_a_stop_gradient_target() -> None:
+def test_adaptive_margin_grows_with_triplet_hardness() -> None:
+    # the margin adapts per triplet: a positive pointing away and a negative pointing toward
+    # the anchor each raise it (Eq. 11 fed with similarities)
+    easy = float(adaptive_margin(torch.tensor(1.0), torch.tensor(0.0)))
+    hard = float(adaptive_margin(torch.tensor(0.0), torch.tensor(1.0)))
+    assert easy == pytest.approx(2 + 4 / math.exp(4))
+    assert hard == pytest.approx(6.0)
+    assert float(adaptive_margin(torch.tensor(0.5), torch.tensor(0.5))) < hard
+
+
+def test_well_separated_triplets_cost_nothing() -> None:
+    # the old loss (distances halved into [0, 1], margin >= 2.04) could never reach zero
+    a = torch.tensor([[5.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
+    p = torch.tensor([[5.2, 0.1], [0.1, 4.3]], dtype=torch.float64)
+    n = torch.tensor([[-6.0, 0.5], [0.2, -5.0]], dtype=torch.float64)
+    assert float(adaptive_margin_triplet(a, p, n)) == 0.0
+    # the same directions squeezed together violate the margin again
+    assert float(adaptive_margin_triplet(0.1 * a, 0.1 * p, 0.1 * n)) > 0.0
+
+
+def test_adaptive_margin_gradient_differs_from_a_constant_margin() -> None:
     a = torch.tensor([[1.0, 0.2]], dtype=torch.float64, requires_grad=True)
     p = torch.tensor([[0.3, 1.0]], dtype=torch.float64)
     n = torch.tensor([[-1.0, 0.4]], dtype=torch.float64)
-    adaptive_margin_triplet(a, p, n).backward()
-
-    def dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x, y = (torch.nn.functional.normalize(v, dim=-1) for v in (x, y))
-        return 0.5 * torch.linalg.norm(x - y, dim=-1)
-
+    value = adaptive_margin_triplet(a, p, n)
+    value.backward()
+    # a constant margin of the same value: same loss, but no pull through the margin
+    with torch.no_grad():
+        constant = float(
+            adaptive_margin(pair_similarity(a, p), pair_similarity(a, n)).squeeze()
+        )
     b = a.detach().clone().requires_grad_(True)
-    (dist(b, p) - 0.5 * (dist(b, n) + dist(p, n))).sum().backward()
-    assert torch.allclose(a.grad, b.grad)
+    d = pair_distance
+    fixed = torch.relu(d(b, p) - 0.5 * (d(b, n) + d(p, n)) + constant).mean()
+    fixed.backward()
+    assert float(fixed.detach()) == pytest.approx(float(value.detach()), rel=1e-12)
+    assert not torch.allclose(a.grad, b.grad)
 
 
 def test_batch_hard_mining_matches_brute_force() -> None:
@@ -85,10 +112,9 @@ def test_batch_hard_mining_matches_brute_force() -> None:
     z = rng.normal(size=(10, 4))
     labels = np.array([0, 0, 1, 1, 1, 2, 0, 2, 3, 1])  # label 3 has no positive
     anchors, pos, neg = batch_hard_triplets(torch.from_numpy(z), torch.from_numpy(labels))
-    unit = z / np.linalg.norm(z, axis=1, keepdims=True)
     expected = []
     for i in range(len(z)):
-        d = 0.5 * np.linalg.norm(unit - unit[i], axis=1)
+        d = np.linalg.norm(z - z[i], axis=1)
         same = [j for j in range(len(z)) if labels[j] == labels[i] and j != i]
         other = [j for j in range(len(z)) if labels[j] != labels[i]]
         if same and other:
@@ -208,3 +234,87 @@ def test_tokenize_truncates_but_keeps_sep() -> None:
     text = " ".join(itertools.islice(itertools.cycle(["yeah", "no"]), 50))
     ids = tokenize([text], "tiny-bert", 8)["input_ids"][0]
     assert len(ids) == 8 and ids[0] == 2 and ids[-1] == 3
+
+
+def _tone_mels() -> tuple[torch.Tensor, torch.Tensor, MelConfig]:
+    cfg = MelConfig(n_mels=16)
+    t = np.arange(4800) / cfg.sample_rate
+    waves = [np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 1200 * t[:3200])]
+    mels = [log_mel(w.astype(np.float32), cfg.sample_rate, cfg) for w in waves]
+    mel = np.full((2, 16, mels[0].shape[1]), -3.0, dtype=np.float32)
+    mask = np.zeros((2, mels[0].shape[1]), dtype=np.float32)
+    for i, m in enumerate(mels):
+        mel[i, :, : m.shape[1]] = m
+        mask[i, : m.shape[1]] = 1.0
+    return torch.from_numpy(mel), torch.from_numpy(mask), cfg
+
+
+def test_awgn_on_log_mel_matches_waveform_noise_through_the_front_end() -> None:
+    # white noise added to a waveform and put through log_mel has, per mel band, the power
+    # the augmentation adds at the same SNR (signal mel power / noise mel power)
+    cfg = MelConfig(n_mels=16)
+    t = np.arange(16000) / cfg.sample_rate
+    wave = (np.sin(2 * np.pi * 440 * t) + 0.5 * np.sin(2 * np.pi * 2500 * t)).astype(np.float32)
+    noise = (0.05 * np.random.default_rng(0).standard_normal(wave.shape)).astype(np.float32)
+    clean = log_mel(wave, cfg.sample_rate, cfg)
+    noise_power = np.exp(log_mel(noise, cfg.sample_rate, cfg)).mean(1)  # per band
+    snr = 10 * np.log10((np.exp(clean) - cfg.log_floor).mean() / noise_power.mean())
+    mel, mask = torch.from_numpy(clean)[None], torch.ones(1, clean.shape[1])
+    noisy = add_white_noise(mel, mask, cfg, (snr, snr), torch.Generator().manual_seed(1))
+    added = (noisy[0].double().exp() - mel[0].double().exp()).mean(1).numpy()
+    np.testing.assert_allclose(added, noise_power, rtol=0.2)
+
+
+def test_awgn_leaves_padding_alone() -> None:
+    mel, mask, cfg = _tone_mels()
+    noisy = add_white_noise(mel, mask, cfg, (20.0, 20.0), torch.Generator().manual_seed(0))
+    assert torch.equal(noisy[1, :, mask[1] < 0.5], mel[1, :, mask[1] < 0.5])
+    assert not torch.equal(noisy[1, :, mask[1] > 0.5], mel[1, :, mask[1] > 0.5])
+
+
+def test_time_warp_keeps_length_and_moves_frames() -> None:
+    mel, mask, _ = _tone_mels()
+    ramp = torch.arange(mel.shape[2], dtype=torch.float32).expand_as(mel) * mask[:, None, :]
+    warped = time_warp(ramp, mask, 0.2, torch.Generator().manual_seed(3))
+    assert warped.shape == ramp.shape
+    assert not torch.equal(warped, ramp)
+    valid = mask[0] > 0.5
+    row = warped[0, 0, valid]
+    assert float(row[0]) == 0.0 and float(row[-1]) == float(ramp[0, 0, valid][-1])
+    assert bool((row[1:] >= row[:-1]).all())  # monotone: a warp, not a shuffle
+
+
+def test_audio_augmentation_is_seeded_in_training_and_off_at_eval() -> None:
+    from edge_sdk.models.family_dialog_m2fnet import make_model, synthetic_batch
+
+    config = dataclasses.replace(TINY, modality_dropout=0.0)
+    model = make_model(config)
+    batch = synthetic_batch(config, np.random.default_rng(0), 2)
+    model.eval()
+    with torch.no_grad():
+        eval_a, eval_b = model(batch)["audio"], model(batch)["audio"]
+    assert torch.equal(eval_a, eval_b)
+    model.train()
+    with torch.no_grad():
+        torch.manual_seed(5)
+        train_a = model(batch)["audio"]
+        torch.manual_seed(5)
+        train_b = model(batch)["audio"]
+        train_c = model(batch)["audio"]
+    assert torch.equal(train_a, train_b)  # seeded: reproducible
+    assert not torch.equal(train_a, train_c)  # fresh noise and warp per step
+    assert not torch.allclose(train_a, eval_a, atol=1e-4)  # the training input is augmented
+    off = make_model(dataclasses.replace(config, audio_time_warp=0.0, audio_noise_snr_db=()))
+    off.load_state_dict(model.state_dict())
+    off.train()
+    with torch.no_grad():
+        assert torch.allclose(off(batch)["audio"], eval_a, atol=1e-6)
+
+
+def test_time_warp_is_finite_for_every_centre_and_shift() -> None:
+    # the warp target may come within one frame of the end (a division by zero before)
+    mel = torch.randn(1, 4, 21)
+    mask = torch.ones(1, 21)
+    for seed in range(200):
+        warped = time_warp(mel, mask, 0.1, torch.Generator().manual_seed(seed))
+        assert torch.isfinite(warped).all(), seed

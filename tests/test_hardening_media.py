@@ -31,31 +31,14 @@ from edge_sdk.preprocess.audio import (
     to_mono,
 )
 from edge_sdk.preprocess.video import load_frames, read_video_file
-from tests.test_pipelines_bundles import tiny_bundles, voiced
+from tests.support.bundles import tiny_bundles, voiced
+from tests.support.media import wav_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 RATE = 16000
 CHILD_LIMIT = 1 << 30  # address space of a child: an explosion becomes a MemoryError
 SMALL_PEAK_KB = 150 * 1024  # the children's baseline (python + numpy) is ~30 MB
 
-
-def wav_bytes(samples: np.ndarray, rate: int, declared_data: int | None = None) -> bytes:
-    """16-bit PCM WAV bytes of (n,) or (n, channels) samples; ``declared_data`` overrides the
-    data chunk's stated size."""
-    channels = 1 if samples.ndim == 1 else samples.shape[1]
-    data = np.round(np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
-    fmt = (
-        (1).to_bytes(2, "little")
-        + channels.to_bytes(2, "little")
-        + rate.to_bytes(4, "little")
-        + (rate * 2 * channels).to_bytes(4, "little")
-        + (2 * channels).to_bytes(2, "little")
-        + (16).to_bytes(2, "little")
-    )
-    size = len(data) if declared_data is None else declared_data
-    body = b"WAVE" + b"fmt " + len(fmt).to_bytes(4, "little") + fmt
-    body += b"data" + size.to_bytes(4, "little") + data
-    return b"RIFF" + (4 + len(body)).to_bytes(4, "little") + body
 
 
 def run_limited(body: str) -> dict:
@@ -246,7 +229,7 @@ def test_negative_camera_index_exits_2_with_one_line() -> None:
     lines = (proc.stdout + proc.stderr).strip().splitlines()
     assert len(lines) == 1 and "--camera -1: a camera index is an integer >= 0" in lines[0]
     out = run_limited(
-        "from edge_sdk.preprocess.video import FrameStream\n"
+        "from edge_sdk.preprocess.frame_stream import FrameStream\n"
         "case('minus-one', lambda: FrameStream(-1))\n"
         "case('minus-two', lambda: FrameStream(-2))\n"
         "case('bool', lambda: FrameStream(True))\n"

@@ -9,6 +9,7 @@ weights) calibrates on variants of the example photo. Measured on the 2-core mac
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import shutil
 import sys
@@ -47,6 +48,7 @@ class Training:
     batch: int = 16
     lr: float = 3e-3
     floor: float = 0.0  # minimum FP32 score on fresh generated data (see _fp32_score)
+    adam: bool = False  # Adam instead of the recipe's optimiser (a short run that trains)
 
 
 # FP32 scores measured with these plans (training seeds 0 and 1): av-fbp fused head
@@ -58,7 +60,9 @@ TRAINING = {
     "av-fbp": Training(steps=120, lr=1e-2, floor=0.85),
     "dialog-m2fnet": Training(steps=60, batch=8, floor=0.9),
     "face-caf": Training(steps=120, floor=0.8),
-    "face-expclip": Training(steps=200, floor=0.6),
+    # Exp-CLIP's own optimiser is the paper's SGD: 200 steps of it leave the tiny model at
+    # retrieval 0.28, and the gate is about INT8 against a trained FP32 model, so Adam.
+    "face-expclip": Training(steps=200, floor=0.6, adam=True),
     "scene-cocoer": Training(steps=120, floor=0.6),
 }
 
@@ -124,6 +128,10 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     config = family.recipe.configs["tiny"]
     plan = TRAINING.get(name, Training())
     batches = synthetic_batches(family.recipe, config, 0, plan.batch, plan.steps)
+    if plan.adam:
+        family = dataclasses.replace(
+            family, recipe=dataclasses.replace(family.recipe, optimizer=None)
+        )
     model, _ = train(family, config, batches, lr=plan.lr)
     out = tmp_path_factory.mktemp(f"{name}-fp32") / "bundle"
     write_bundle(name, family.recipe.export_build(model, config), out)

@@ -13,7 +13,8 @@ from edge_sdk.pipelines.audio_video import best_face
 from edge_sdk.pipelines.detector import Detections
 from edge_sdk.preprocess.audio import MelConfig, audio_log_mel, read_wav, resample
 from edge_sdk.preprocess.video import subsample
-from tests.test_pipelines_bundles import clip, tiny_bundles, voiced
+from tests.support.bundles import clip, tiny_bundles, voiced
+from tests.support.media import float_wav
 
 RATE = 16000
 
@@ -39,24 +40,6 @@ def _pcm_wav(path: Path, samples: np.ndarray, rate: int, width: int) -> Path:
     return path
 
 
-def _float_wav(samples: np.ndarray, rate: int) -> bytes:
-    """IEEE-float WAV bytes written by hand (format tag 3; the stdlib cannot write it)."""
-    frames = samples if samples.ndim == 2 else samples[:, None]
-    data = frames.astype("<f4").tobytes()
-    channels = frames.shape[1]
-    fmt = (
-        (3).to_bytes(2, "little")
-        + channels.to_bytes(2, "little")
-        + rate.to_bytes(4, "little")
-        + (rate * 4 * channels).to_bytes(4, "little")
-        + (4 * channels).to_bytes(2, "little")
-        + (32).to_bytes(2, "little")
-    )
-    body = b"WAVE" + b"fmt " + len(fmt).to_bytes(4, "little") + fmt
-    body += b"LIST" + (3).to_bytes(4, "little") + b"abc\x00"  # odd chunk, padded
-    body += b"data" + len(data).to_bytes(4, "little") + data
-    return b"RIFF" + len(body).to_bytes(4, "little") + body
-
 
 @pytest.mark.parametrize("width", [1, 2, 4])
 def test_pcm_wav_reads_back_within_quantisation(tmp_path: Path, width: int) -> None:
@@ -69,7 +52,7 @@ def test_pcm_wav_reads_back_within_quantisation(tmp_path: Path, width: int) -> N
 
 def test_float_and_24_bit_wav(tmp_path: Path) -> None:
     sound = voiced(0.25, 22050)
-    audio = read_wav(_float_wav(sound, 22050))
+    audio = read_wav(float_wav(sound, 22050))
     assert audio.sample_rate == 22050
     np.testing.assert_array_equal(audio.samples[:, 0], sound)
     ints = np.round(sound * 8388607).astype(np.int32)
@@ -103,7 +86,7 @@ def test_any_rate_and_layout_gives_the_training_features() -> None:
 def test_wav_path_bytes_and_array_agree(recognizer, tmp_path: Path) -> None:
     sound = voiced(1.2, 44100, channels=2, seed=6)
     path = tmp_path / "clip.wav"
-    path.write_bytes(_float_wav(sound, 44100))
+    path.write_bytes(float_wav(sound, 44100))
     by_array = recognizer.predict(audio=(sound, 44100)).audio
     for form in (path, str(path), path.read_bytes()):
         got = recognizer.predict(audio=form).audio

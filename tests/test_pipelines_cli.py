@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from edge_sdk.cli import app
 from tests.conftest import ASTRONAUT
-from tests.test_pipelines_audio import _float_wav
-from tests.test_pipelines_bundles import clip, tiny_bundles, voiced
+from tests.support.bundles import clip, tiny_bundles, voiced
+from tests.support.media import float_wav
 
 runner = CliRunner()
 
@@ -29,7 +29,7 @@ def media(tmp_path_factory) -> dict[str, Path]:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
     wav = root / "voice.wav"
-    wav.write_bytes(_float_wav(voiced(1.2, 22050, channels=2), 22050))
+    wav.write_bytes(float_wav(voiced(1.2, 22050, channels=2), 22050))
     cv2.imwrite(str(root / "f0.png"), cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR))
     dialog = root / "talk.jsonl"
     dialog.write_text(

@@ -17,7 +17,7 @@ from edge_sdk.pipelines.dialog import (
     read_dialog_jsonl,
 )
 from edge_sdk.pipelines.face import open_detector
-from tests.test_pipelines_bundles import clip, tiny_bundles, voiced
+from tests.support.bundles import clip, tiny_bundles, voiced
 
 RATE = 16000
 

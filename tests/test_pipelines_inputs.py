@@ -12,7 +12,7 @@ from edge_sdk.errors import InputError
 from edge_sdk.pipelines.dialog import Utterance, read_dialog_jsonl
 from edge_sdk.preprocess.audio import Audio
 from tests.conftest import ASTRONAUT
-from tests.test_pipelines_bundles import clip, tiny_bundles, voiced
+from tests.support.bundles import clip, tiny_bundles, voiced
 
 RATE = 16000
 

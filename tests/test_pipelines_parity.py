@@ -13,7 +13,7 @@ import pytest
 import edge_sdk
 from edge_sdk.pipelines.dialog import Utterance
 from tests.conftest import ASTRONAUT, iou
-from tests.test_pipelines_bundles import clip, tiny_bundles, voiced
+from tests.support.bundles import clip, tiny_bundles, voiced
 
 TOL = 1e-4
 ORDER = ("face-caf", "face-expclip", "scene-cocoer", "av-fbp", "dialog-m2fnet")

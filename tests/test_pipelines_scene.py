@@ -16,7 +16,7 @@ from edge_sdk.preprocess.windows import body_box_from_head, scene_windows
 from edge_sdk.workspace import Workspace
 from runtimes.selection import open_graph
 from tests.conftest import ASTRONAUT, ASTRONAUT_FACE, iou
-from tests.test_pipelines_bundles import tiny_bundles
+from tests.support.bundles import tiny_bundles
 
 HEADS = [[170, 40, 280, 180], [20, 30, 90, 110], [300, 300, 380, 400]]
 

@@ -217,3 +217,51 @@ def test_scene_windows_crop_the_three_boxes() -> None:
     expanded = scene_windows(image, np.array([60, 20, 80, 40]), None, prep)
     assert expanded["body"].shape == (1, 3, 32, 32)
     assert not np.array_equal(expanded["body"], windows["body"])
+
+
+def test_training_pretrains_omega_then_keeps_it_frozen_in_the_main_stage() -> None:
+    from edge_sdk.models.families import get_family
+    from edge_sdk.models.training import synthetic_batches, train
+
+    family = get_family("scene-cocoer")
+    batches = synthetic_batches(family.recipe, TINY, seed=3, batch_size=8, count=2)
+    seen: list[torch.Tensor] = []
+    holder: dict[str, torch.nn.Module] = {}
+    make = family.recipe.make_model
+
+    def remember(config):  # keep a handle on the model train() builds
+        holder["model"] = make(config)
+        return holder["model"]
+
+    recipe = dataclasses.replace(family.recipe, make_model=remember)
+    trained, _ = train(
+        dataclasses.replace(family, recipe=recipe),
+        TINY,
+        batches,
+        epochs=2,
+        on_step=lambda step, loss: seen.append(holder["model"].alignment.omega.detach().clone()),
+    )
+    omega = trained.alignment.omega
+    assert not torch.allclose(omega, torch.eye(TINY.clip_embed_dim), atol=1e-3)  # pre-trained
+    assert not omega.requires_grad
+    assert all(torch.equal(o, omega) for o in seen)  # unchanged by every main-stage step
+    before = trained.alignment.ffn1_out.weight.detach().clone()
+    assert not torch.equal(before, make(TINY).alignment.ffn1_out.weight)  # FFN1 did train
+
+
+def test_pseudo_label_depends_on_the_prompt_embeddings_after_pretraining() -> None:
+    from edge_sdk.models.scene_cocoer_losses import pretrain_stage
+
+    batches = [synthetic_batch(TINY, np.random.default_rng(s), 8) for s in (1, 2)]
+    image = batches[0]["image"]
+    y = []
+    for seed in (0, 1):  # the same model, two different sets of prompt embeddings
+        torch.manual_seed(0)
+        fresh = make_model(TINY)
+        if seed:
+            other = torch.randn(fresh.text_embeds.shape, generator=torch.Generator().manual_seed(9))
+            fresh.text_embeds.copy_(torch.nn.functional.normalize(other, dim=-1))
+        pretrain_stage(fresh, batches)
+        with torch.no_grad():
+            y.append(fresh.alignment(image)[0])
+    assert not torch.allclose(y[0], y[1], atol=1e-4)

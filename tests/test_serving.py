@@ -5,9 +5,7 @@ The Triton tests start `edge-sdk serve` as a child process: PyTriton launches th
 ``tritonserver`` binary its wheel ships, and requests go through ``tritonclient`` over HTTP
 and gRPC. They need ``pip install 'edge-sdk[serve]'``. The server's Python must have
 numpy<2 (nvidia-pytriton 0.7.0 pins it; its Python backend stub answers with empty tensors
-under NumPy 2, see :mod:`edge_sdk.serving.server`): by default this interpreter, or the one
-``EDGE_SDK_SERVE_PYTHON`` names (e.g. ``python -m venv --system-site-packages V &&
-V/bin/pip install 'numpy<2'`` beside a NumPy-2 test environment).
+under NumPy 2, see :mod:`edge_sdk.serving.server`): tests/support/numpy1.py finds or makes one.
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import json
-import os
 import re
 import signal
 import socket
@@ -52,21 +49,27 @@ from edge_sdk.serving.server import (
     stub_library_path,
 )
 from tests.conftest import ASTRONAUT
+from tests.support.numpy1 import Numpy1UnavailableError, numpy1_python
 
 runner = CliRunner()
 TOLERANCE = 1e-6
-SERVE_PYTHON = os.environ.get("EDGE_SDK_SERVE_PYTHON") or sys.executable
+SERVE_PYTHON = sys.executable  # replaced by the NumPy-1 Python when one is found
 START_TIMEOUT_S = 180.0
 
 
 # --------------------------------------------------------------------------- helpers
 def _server_unavailable() -> str | None:
-    """Why no Triton test can run here, or None."""
+    """Why no Triton test can run here, or None (and SERVE_PYTHON set)."""
+    global SERVE_PYTHON
     try:
         import tritonclient.grpc
         import tritonclient.http  # noqa: F401
     except ImportError as exc:
         return f"tritonclient is not installed ({exc}): pip install 'edge-sdk[serve]'"
+    try:
+        SERVE_PYTHON = str(numpy1_python())
+    except Numpy1UnavailableError as exc:
+        return str(exc)
     probe = subprocess.run(
         [SERVE_PYTHON, "-c", "import pytriton, numpy; print(numpy.__version__)"],
         capture_output=True, text=True, timeout=120,
@@ -74,13 +77,6 @@ def _server_unavailable() -> str | None:
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["?"])[-1]
         return f"nvidia-pytriton is not installed for {SERVE_PYTHON} ({last})"
-    version = probe.stdout.strip()
-    if int(version.split(".")[0]) >= 2:
-        return (
-            f"{SERVE_PYTHON} has numpy {version}; nvidia-pytriton 0.7.0's Python backend stub "
-            "needs numpy<2 (edge_sdk/serving/server.py): set EDGE_SDK_SERVE_PYTHON to a Python "
-            "whose environment has numpy<2"
-        )
     return None
 
 
@@ -397,7 +393,7 @@ def test_triton_shuts_down_cleanly_on_sigterm(served) -> None:
 
 @needs_triton
 def test_triton_serves_scene_audio_video_and_dialog_like_predict(tmp_path) -> None:
-    from tests.test_pipelines_bundles import clip, tiny_bundles, voiced
+    from tests.support.bundles import clip, tiny_bundles, voiced
 
     bundles = tiny_bundles()
     chosen = [bundles[f] for f in ("face-caf", "scene-cocoer", "av-fbp", "dialog-m2fnet")]

@@ -37,6 +37,7 @@ from edge_sdk.triton.repository import (
     export_triton_repository,
 )
 from tests.conftest import ASTRONAUT
+from tests.support.numpy1 import Numpy1UnavailableError, numpy1_python
 
 model_config_pb2 = pytest.importorskip(
     "tritonclient.grpc.model_config_pb2", reason="Triton's schema ships in tritonclient[grpc]"
@@ -139,7 +140,7 @@ def test_utterance_and_dialog_dims_batch_only_when_every_tensor_leads_with_them(
 def test_dialog_bundle_batches_over_utterances_and_gets_no_pipeline_model(
     tmp_path: Path,
 ) -> None:
-    from tests.test_pipelines_bundles import tiny_bundles
+    from tests.support.bundles import tiny_bundles
 
     record = export_triton_repository(
         tiny_bundles()["dialog-m2fnet"], tmp_path / "repo", instance_kind="cpu", instances=2
@@ -330,7 +331,7 @@ def test_pipeline_model_refuses_a_bundle_copy_changed_in_the_repository(
 def test_a_family_without_detector_ships_one_pinned_next_to_it(
     face_bundle: ModelBundle, tmp_path: Path
 ) -> None:
-    from tests.test_pipelines_bundles import tiny_bundles
+    from tests.support.bundles import tiny_bundles
 
     caf = tiny_bundles()["face-caf"]
     record = export_triton_repository(caf, tmp_path / "repo", detector=face_bundle)
@@ -351,8 +352,8 @@ def test_a_family_without_detector_ships_one_pinned_next_to_it(
 def test_scene_and_audio_pipeline_models_take_their_own_payload(
     family: str, name: str, face_bundle: ModelBundle, tmp_path: Path
 ) -> None:
-    from tests.test_hardening_media import wav_bytes
-    from tests.test_pipelines_bundles import tiny_bundles, voiced
+    from tests.support.bundles import tiny_bundles, voiced
+    from tests.support.media import wav_bytes
 
     bundle = tiny_bundles()[family]
     record = export_triton_repository(bundle, tmp_path / "repo", detector=face_bundle)
@@ -395,14 +396,7 @@ def test_cli_export_triton_writes_the_repository_and_reports_bad_options(
 
 
 # --------------------------------------------------------------------- real tritonserver
-# PyTriton 0.7.0's Python-backend stub (Triton 2.51) is built against NumPy 1.x through
-# pybind11: under NumPy 2 every tensor it hands to or takes from model.py is corrupted
-# (measured here: an input BYTES element arrives with each byte of its length prefix
-# equal to the length's low byte, e.g. 0x0b0b0b0b for 11 bytes, and the deserializer
-# aborts the stub; UINT8 outputs come back empty). So the stub runs in a virtual
-# environment with NumPy 1.26 over this interpreter's packages: EDGE_SDK_TRITON_STUB_ENV
-# names one, otherwise one is made once under the cache directory.
-STUB_ENV_VAR = "EDGE_SDK_TRITON_STUB_ENV"
+# The stub runs under a NumPy-1 Python: see tests/support/numpy1.py.
 
 
 def _pytriton_root() -> Path:
@@ -413,33 +407,11 @@ def _pytriton_root() -> Path:
 
 
 def _numpy1_env() -> Path:
-    """A venv whose numpy is 1.x (module comment above), made once if not given."""
-    given = os.environ.get(STUB_ENV_VAR)
-    if given:
-        return Path(given)
-    if int(np.__version__.split(".")[0]) < 2:
-        return Path(sys.prefix)
-    from edge_sdk.defaults import cache_dir
-
-    env = cache_dir() / "test-triton-stub-env"
-    python = env / "bin" / "python"
-    probe = [str(python), "-c", "import numpy, edge_sdk; assert numpy.__version__ < '2'"]
-    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return env
-    shutil.rmtree(env, ignore_errors=True)
-    steps = (
-        [sys.executable, "-m", "venv", "--system-site-packages", str(env)],
-        [str(python), "-m", "pip", "install", "-q", "numpy==1.26.4"],
-    )
-    for step in steps:
-        made = subprocess.run(step, capture_output=True, text=True, timeout=240)
-        if made.returncode != 0:
-            shutil.rmtree(env, ignore_errors=True)
-            pytest.skip(
-                "the PyTriton stub needs NumPy 1.x and no such environment could be made "
-                f"({' '.join(step[-3:])}: {made.stderr.strip()[-300:]}); set {STUB_ENV_VAR}"
-            )
-    return env
+    """The venv of the NumPy-1 Python (tests/support/numpy1.py); skips when there is none."""
+    try:
+        return numpy1_python().parent.parent
+    except Numpy1UnavailableError as exc:
+        pytest.skip(str(exc))
 
 
 def _free_ports(count: int) -> list[int]:

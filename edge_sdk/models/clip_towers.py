@@ -10,6 +10,12 @@ The towers are transformers' ``CLIPVisionModelWithProjection`` / ``CLIPTextModel
   fields (``clip_*`` for the image tower, ``text_*`` for the text tower) with a tiny
   character-level tokenizer, which is what the tests and the untrained ``edge`` size use.
 
+Checkpoint folders are read strictly and without pickle (:func:`checkpoint_weight_files`):
+``config.json`` must be there, weights only from ``model.safetensors`` (or its sharded index),
+a folder with only ``pytorch_model.bin``-style files is refused with a request to convert it,
+and every tower tensor is matched by name and shape (:func:`load_tower_state`) instead of
+``from_pretrained``, which would silently re-initialise a missing tensor.
+
 Exported graphs are rebuilt on the device from the flat fields alone (their weights come from
 the bundle's safetensors), so when a checkpoint is given the fields must describe it:
 :func:`tower_fields_from_checkpoint` reads them from the checkpoint's ``config.json`` and
@@ -128,38 +134,136 @@ def _checkpoint_dir(fields: TowerFields) -> Path:
     return path
 
 
-def load_vision_tower(fields: TowerFields) -> nn.Module:
-    """Image tower: from ``clip_checkpoint`` when set (checked against the fields), else random."""
-    if not fields.clip_checkpoint:
-        return build_vision_tower(fields)
-    from transformers import CLIPVisionModelWithProjection
+SAFETENSORS_WEIGHTS = "model.safetensors"
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+# weight files that need unpickling (or another framework) to read: never opened here
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".h5", ".msgpack")
+VISION_PREFIXES = ("vision_model.", "visual_projection.")
+TOKENIZER_BPE_FILES = ("vocab.json", "merges.txt")
+TEXT_PREFIXES = ("text_model.", "text_projection.")
+# buffers old transformers versions saved and current ones rebuild (not weights)
+_REBUILT_BUFFERS = ("embeddings.position_ids",)
 
-    check_tower_fields(fields)
-    model = CLIPVisionModelWithProjection.from_pretrained(
-        str(_checkpoint_dir(fields)),
-        local_files_only=True,
-        use_safetensors=True,
-        attn_implementation="eager",
-    )
-    return model.eval()
+
+def checkpoint_weight_files(local_dir: str | Path) -> tuple[Path, ...]:
+    """The safetensors files of a Hugging Face checkpoint folder, checked; no pickle.
+
+    Raises WeightsError naming the missing file: ``config.json``; ``model.safetensors`` (or
+    ``model.safetensors.index.json`` and the shards it names, which must lie in the folder);
+    a folder that holds only pickle-format weights (``pytorch_model.bin`` ...) is refused with
+    the conversion to run on a trusted machine, since unpickling can execute code.
+    """
+    folder = Path(local_dir)
+    if not folder.is_dir():
+        raise WeightsError(f"CLIP checkpoint directory {folder} does not exist")
+    if not (folder / "config.json").is_file():
+        raise WeightsError(f"{folder} has no config.json (expected a CLIP checkpoint folder)")
+    single, index = folder / SAFETENSORS_WEIGHTS, folder / SAFETENSORS_INDEX
+    if single.is_file():
+        return (single,)
+    if index.is_file():
+        return _shards(folder, index)
+    pickled = sorted(f.name for f in folder.iterdir() if f.suffix in PICKLE_SUFFIXES)
+    if pickled:
+        raise WeightsError(
+            f"{folder} holds only pickle-format weights ({', '.join(pickled)}); edge-sdk never "
+            "unpickles checkpoints. Convert them to safetensors on a trusted machine, e.g. "
+            'python -c "from transformers import CLIPModel; CLIPModel.from_pretrained('
+            "'IN').save_pretrained('OUT', safe_serialization=True)\", and copy the tokenizer files"
+        )
+    raise WeightsError(f"{folder} has no {SAFETENSORS_WEIGHTS} (nor {SAFETENSORS_INDEX})")
+
+
+def _shards(folder: Path, index: Path) -> tuple[Path, ...]:
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        names = sorted(set(weight_map.values()))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise WeightsError(f"{index} is not a safetensors index (weight_map): {exc}") from exc
+    shards = []
+    for name in names:
+        if (
+            not isinstance(name, str)
+            or Path(name).name != name
+            or not name.endswith(".safetensors")
+        ):
+            raise WeightsError(
+                f"{index} names a shard outside the folder or not safetensors: {name!r}"
+            )
+        if not (folder / name).is_file():
+            raise WeightsError(f"{index} names shard {name}, which is missing from {folder}")
+        shards.append(folder / name)
+    return tuple(shards)
+
+
+def read_checkpoint_tensors(
+    local_dir: str | Path, prefixes: tuple[str, ...]
+) -> dict[str, torch.Tensor]:
+    """Tensors whose names start with ``prefixes`` (only those are read from disk)."""
+    from safetensors import SafetensorError, safe_open
+
+    state: dict[str, torch.Tensor] = {}
+    for file in checkpoint_weight_files(local_dir):
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
+                    if key.startswith(prefixes) and not key.endswith(_REBUILT_BUFFERS):
+                        state[key] = handle.get_tensor(key)
+        except (OSError, SafetensorError) as exc:
+            raise WeightsError(f"{file} is not a readable safetensors file: {exc}") from exc
+    return state
+
+
+def load_tower_state(
+    tower: nn.Module, state: dict[str, torch.Tensor], prefixes: tuple[str, ...], where: str
+) -> None:
+    """Copy ``state`` into ``tower`` after checking every name and shape (strict, typed).
+
+    Raises WeightsError naming the first problems: a tower tensor missing from the file, a
+    tensor of the tower's prefixes the tower does not have (a wrong key), or a shape that
+    differs (with both shapes). Half-precision files are widened to the tower's dtype.
+    """
+    expected = tower.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(k for k in set(state) - set(expected) if k.startswith(prefixes))
+    if missing or unexpected:
+        raise WeightsError(
+            f"{where} does not fit the CLIP tower: missing tensors {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}, unexpected tensors {unexpected[:5]}"
+            f"{' ...' if len(unexpected) > 5 else ''}"
+        )
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if wrong:
+        raise WeightsError(f"{where} has tensors of the wrong shape: {'; '.join(wrong[:5])}")
+    with torch.no_grad():
+        for key, value in expected.items():
+            value.copy_(state[key].to(value.dtype))
+
+
+def load_vision_tower(fields: TowerFields) -> nn.Module:
+    """Image tower: from ``clip_checkpoint`` when set (strictly checked), else random."""
+    tower = build_vision_tower(fields)
+    if fields.clip_checkpoint:
+        check_tower_fields(fields)
+        state = read_checkpoint_tensors(fields.clip_checkpoint, VISION_PREFIXES)
+        load_tower_state(tower, state, VISION_PREFIXES, fields.clip_checkpoint)
+    return tower.eval()
 
 
 def load_text_tower(fields: TowerFields) -> nn.Module:
-    """Text tower: from ``clip_checkpoint`` when set, else random of the fields' shape."""
-    if not fields.clip_checkpoint:
-        from transformers import CLIPTextModelWithProjection
-
-        return CLIPTextModelWithProjection(text_config(fields)).eval()
+    """Text tower: from ``clip_checkpoint`` when set (strictly checked), else random."""
     from transformers import CLIPTextModelWithProjection
 
-    check_tower_fields(fields)
-    model = CLIPTextModelWithProjection.from_pretrained(
-        str(_checkpoint_dir(fields)),
-        local_files_only=True,
-        use_safetensors=True,
-        attn_implementation="eager",
-    )
-    return model.eval()
+    tower = CLIPTextModelWithProjection(text_config(fields))
+    if fields.clip_checkpoint:
+        check_tower_fields(fields)
+        state = read_checkpoint_tensors(fields.clip_checkpoint, TEXT_PREFIXES)
+        load_tower_state(tower, state, TEXT_PREFIXES, fields.clip_checkpoint)
+    return tower.eval()
 
 
 def tower_fields_from_checkpoint(local_dir: str | Path) -> dict[str, Any]:
@@ -171,7 +275,17 @@ def tower_fields_from_checkpoint(local_dir: str | Path) -> dict[str, Any]:
     path = Path(local_dir) / "config.json"
     if not path.is_file():
         raise WeightsError(f"{local_dir} has no config.json (expected a CLIP checkpoint folder)")
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return _fields_from_config(data, str(local_dir))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise WeightsError(f"{path} is not a CLIP config: {exc}") from exc
+    except KeyError as exc:
+        raise WeightsError(f"{path} lacks the CLIP setting {exc}") from exc
+
+
+def _fields_from_config(data: dict[str, Any], local_dir: str) -> dict[str, Any]:
+    """The flat fields from a parsed CLIP ``config.json`` (KeyError names a missing one)."""
     vision = data.get("vision_config", data)
     text = data.get("text_config", {})
     fields = {
@@ -194,6 +308,13 @@ def tower_fields_from_checkpoint(local_dir: str | Path) -> dict[str, Any]:
             text_vocab=int(text["vocab_size"]),
             text_max_len=int(text["max_position_embeddings"]),
         )
+    # settings the flat fields do not carry: the rebuilt graphs use these values
+    for name, part in (("vision_config", vision), ("text_config", text)):
+        eps = float(part.get("layer_norm_eps", 1e-5))
+        if eps != 1e-5:
+            raise WeightsError(f"{local_dir}: {name}.layer_norm_eps {eps} is not CLIP's 1e-05")
+    if text and str(text.get("hidden_act", fields["clip_act"])) != fields["clip_act"]:
+        raise WeightsError(f"{local_dir}: the text and image towers use different activations")
     return fields
 
 
@@ -262,9 +383,22 @@ class PromptTokenizer:
             return cls(char_tokenizer(fields.text_max_len), fields.text_max_len, False)
         from transformers import AutoTokenizer
 
-        backend = AutoTokenizer.from_pretrained(
-            str(_checkpoint_dir(fields)), local_files_only=True
-        )
+        folder = _checkpoint_dir(fields)
+        has_fast = (folder / "tokenizer.json").is_file()
+        if not has_fast and not all((folder / f).is_file() for f in TOKENIZER_BPE_FILES):
+            raise WeightsError(
+                f"{folder} has no tokenizer files (tokenizer.json, or vocab.json + merges.txt)"
+            )
+        try:
+            backend = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise WeightsError(f"{folder}: the tokenizer files cannot be read: {exc}") from exc
+        # the rebuilt text tower pools at the first eos = id text_vocab - 1 (CLIP's layout)
+        if backend.eos_token_id != fields.text_vocab - 1:
+            raise WeightsError(
+                f"{folder}: tokenizer eos id {backend.eos_token_id} is not the last id of the "
+                f"text tower's vocabulary ({fields.text_vocab - 1})"
+            )
         return cls(backend, fields.text_max_len, True)
 
     def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

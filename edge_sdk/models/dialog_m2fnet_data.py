@@ -14,15 +14,11 @@ import numpy as np
 import torch
 
 from edge_sdk.models.dialog_m2fnet_modules import M2FNetConfig
+from edge_sdk.models.dialog_m2fnet_modules import mel_config as mel_config  # re-exported
 from edge_sdk.models.dialog_m2fnet_text import EMOTION_WORDS, FILLER_WORDS, tokenize
-from edge_sdk.preprocess.audio import MelConfig, log_mel
+from edge_sdk.preprocess.audio import log_mel
 
 IGNORE = -100  # label of padded utterances
-
-
-def mel_config(config: M2FNetConfig) -> MelConfig:
-    """The shared log-mel front-end at the config's number of bands."""
-    return MelConfig(n_mels=config.n_mels)
 
 
 def _palette(classes: int) -> np.ndarray:

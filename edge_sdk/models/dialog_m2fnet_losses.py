@@ -14,33 +14,54 @@ from torch import Tensor
 
 
 def pair_distance(x: Tensor, y: Tensor) -> Tensor:
-    """Distance of L2-normalised rows, halved so that it lies in [0, 1].
+    """Euclidean distance D_S between rows (Eq. 10), on the raw embeddings.
 
-    The paper's margin constants (1, 2, 4 in Eq. 11) only give a useful range when distances
-    are O(1); normalising makes the margin independent of the embedding scale.
+    Not normalised: the hinge of Eq. 10 must be able to reach zero once D_an and D_pn exceed
+    D_ap by the margin (2 to 6 here), which a distance bounded by 1 never allows. The scale
+    is set by the variance term (Eq. 12 keeps every dimension's std above ``floor``, 1), as in
+    VICReg, so the margins are meaningful in embedding units.
+    """
+    return torch.sqrt(((x - y) ** 2).sum(-1).clamp(min=1e-12))
+
+
+def pair_similarity(x: Tensor, y: Tensor) -> Tensor:
+    """Similarity in [0, 1] that drives the adaptive margin: 1 - |x̂ - ŷ| / 2 on unit rows.
+
+    A Euclidean-distance-based similarity (1 = same direction, 0 = opposite), independent of
+    the embedding scale, so the margin's exponentials stay in the paper's range.
     """
     x = torch.nn.functional.normalize(x, dim=-1)
     y = torch.nn.functional.normalize(y, dim=-1)
-    return 0.5 * torch.sqrt(((x - y) ** 2).sum(-1).clamp(min=1e-12))
+    return 1.0 - 0.5 * torch.sqrt(((x - y) ** 2).sum(-1).clamp(min=1e-12))
 
 
-def adaptive_margin(d_ap: Tensor, d_an: Tensor) -> Tensor:
-    """Eq. 11: m_AM = m_sim + m_dissim with
-    m_sim = 1 + 2 / exp(4 D_ap) and m_dissim = 1 + 2 / exp(4 - 4 D_an)."""
-    return (1.0 + 2.0 * torch.exp(-4.0 * d_ap)) + (1.0 + 2.0 * torch.exp(4.0 * d_an - 4.0))
+def adaptive_margin(sim_ap: Tensor, sim_an: Tensor) -> Tensor:
+    """Eq. 11: m_AM = m_sim + m_dissim, from the similarity of the similar pair (a, p) and of
+    the dissimilar pair (a, n):  m_sim = 1 + 2 / exp(4 sim_ap),  m_dissim = 1 + 2 / exp(4 - 4
+    sim_an).
+
+    Both grow with the triplet's hardness (a positive pointing away, a negative pointing
+    toward the anchor: each up to 3) and shrink to 1 + 2/e^4 for easy pairs, so the margin
+    adapts per triplet within [2.04, 6]. Reading the arguments as similarities (the review:
+    "sim = similarity, dissim = dissimilarity") is what makes both parts grow with hardness;
+    fed with distances, m_dissim would grow as the negative moves away.
+    """
+    return (1.0 + 2.0 * torch.exp(-4.0 * sim_ap)) + (1.0 + 2.0 * torch.exp(4.0 * sim_an - 4.0))
 
 
 def adaptive_margin_triplet(anchor: Tensor, positive: Tensor, negative: Tensor) -> Tensor:
     """Eq. 10, mean over triplets: max(0, D_ap - (D_an + D_pn) / 2 + m_AM).
 
-    The margin is a per-triplet target and is detached (stop-gradient): differentiating
-    through m_dissim would reward pulling negatives toward the anchor (dm/dD_an > 0), the
-    opposite of what a triplet loss is for. Gradients flow through the three distances only.
+    Distances are Euclidean on the raw embeddings (:func:`pair_distance`), so well-separated
+    triplets cost nothing; the margin (:func:`adaptive_margin`) is differentiated like the
+    rest of the loss (the paper has no stop-gradient): its gradient raises sim_ap and lowers
+    sim_an, the same directions as the distance terms, so it adds a pull that a constant
+    margin does not have.
     """
     d_ap = pair_distance(anchor, positive)
     d_an = pair_distance(anchor, negative)
     d_pn = pair_distance(positive, negative)
-    margin = adaptive_margin(d_ap, d_an).detach()
+    margin = adaptive_margin(pair_similarity(anchor, positive), pair_similarity(anchor, negative))
     return torch.relu(d_ap - 0.5 * (d_an + d_pn) + margin).mean()
 
 
@@ -59,7 +80,7 @@ def batch_hard_triplets(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Ten
         pos_mask, neg_mask = same & ~eye, ~same
         usable = pos_mask.any(1) & neg_mask.any(1)
         pos = torch.where(pos_mask, dist, torch.full_like(dist, -1.0)).argmax(1)
-        neg = torch.where(neg_mask, dist, torch.full_like(dist, 3.0)).argmin(1)
+        neg = torch.where(neg_mask, dist, torch.full_like(dist, float("inf"))).argmin(1)
         anchors = torch.nonzero(usable).flatten()
     return anchors, pos[anchors], neg[anchors]
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from edge_sdk.models.registry import register_architecture
+from edge_sdk.preprocess.audio import MelConfig
 
 FAMILY = "dialog-m2fnet"
 MASKED = -1.0e4  # stands in for -inf in masked max-pooling (finite, so ONNX matches torch)
@@ -72,6 +73,10 @@ class M2FNetConfig:
     dropout: float = 0.0
     # training
     modality_dropout: float = 0.15
+    # audio augmentation in training (dialog_m2fnet_augment): SpecAugment time warp of up to
+    # this fraction of the frames, AWGN at an SNR drawn in this dB range (() = no noise)
+    audio_time_warp: float = 0.1
+    audio_noise_snr_db: tuple[float, ...] = (10.0, 30.0)
     projector_dim: int = 16
     lambda_triplet: float = 1.0
     lambda_variance: float = 1.0
@@ -81,6 +86,11 @@ class M2FNetConfig:
     synthetic_utterances: int = 4
     synthetic_frames: int = 3
     synthetic_seconds: float = 0.3
+
+
+def mel_config(config: M2FNetConfig) -> MelConfig:
+    """The shared log-mel front-end at the config's number of bands."""
+    return MelConfig(n_mels=config.n_mels)
 
 
 def config_of(config: dict[str, Any]) -> M2FNetConfig:
@@ -410,14 +420,32 @@ class M2FNet(nn.Module):
             self.text.eval()
         return self
 
+    def augmented_mel(self, mel: Tensor, frame_mask: Tensor) -> Tensor:
+        """The paper's audio augmentation (time warp + AWGN) on a training batch's log-mels."""
+        from edge_sdk.models.dialog_m2fnet_augment import augment_log_mel
+
+        return augment_log_mel(
+            mel,
+            frame_mask,
+            mel_config(self.config),
+            time_warp_fraction=self.config.audio_time_warp,
+            snr_db=tuple(self.config.audio_noise_snr_db) or None,
+        )
+
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Batch (see ``synthetic_batch``) -> logits and the utterance-level features."""
         dialogs, utterances = batch["utterance_mask"].shape
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_text):
             text = self.text(batch["input_ids"], batch["attention_mask"])
-        audio = self.audio(batch["mel"], batch["mel_mask"])
+        mel = batch["mel"]
+        if self.training:
+            mel = self.augmented_mel(mel, batch["mel_mask"])
+        audio = self.audio(mel, batch["mel_mask"])
         visual = self.visual(
-            batch["scene"], batch["frame_mask"], batch["faces"], batch["face_areas"],
+            batch["scene"],
+            batch["frame_mask"],
+            batch["faces"],
+            batch["face_areas"],
             batch["face_mask"],
         )
         presence = batch["modality_mask"]
@@ -429,7 +457,10 @@ class M2FNet(nn.Module):
             return x.reshape(dialogs, utterances, -1)
 
         logits = self.dialog(
-            per_dialog(text), per_dialog(audio), per_dialog(visual), presence,
+            per_dialog(text),
+            per_dialog(audio),
+            per_dialog(visual),
+            presence,
             batch["utterance_mask"],
         )
         return {

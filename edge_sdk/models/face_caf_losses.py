@@ -129,7 +129,12 @@ def ccc(pred: Tensor, target: Tensor, eps: float = 1e-12) -> Tensor:
 
 
 def av_loss(pred: Tensor, target: Tensor) -> Tensor:
-    """L_AV = mean over valence, arousal of RMSE + (1 - PCC) + (1 - CCC)."""
+    """L_AV = mean over valence, arousal of RMSE + (1 - PCC) + (1 - CCC): the paper's equal weights.
+
+    The authors' script weighs differently: (RMSE_v + RMSE_a) + 0.5 (1 - mean PCC) +
+    0.5 (1 - mean CCC), i.e. 1 : 0.25 : 0.25 per dimension with unbiased stds. We follow the
+    paper, so here RMSE weighs half and the correlation terms twice what they do there.
+    """
     per_dim = rmse(pred, target, eps=1e-12) + (1.0 - pcc(pred, target)) + (1.0 - ccc(pred, target))
     return per_dim.mean()
 

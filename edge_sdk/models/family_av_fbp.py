@@ -36,6 +36,13 @@ from torch.nn import functional as F  # noqa: N812
 from edge_sdk.datasets.afew import AFEW_LABELS  # class order = AFEW emotion folders
 from edge_sdk.manifest import DimRange, GraphSpec, TensorSpec
 from edge_sdk.models.av_fbp_blocks import AudioFCN, FactorizedBilinearPooling, ScaledAttentionPool
+from edge_sdk.models.av_fbp_datasets import (  # the graphs' profiles are the adapter's too
+    AUDIO_SECONDS,  # noqa: F401 - importable from here as before
+    DATASETS,
+    VIDEO_FRAMES,
+    frame_range,
+    mel_frames,  # noqa: F401
+)
 from edge_sdk.models.families import (
     BuiltGraph,
     Family,
@@ -47,8 +54,6 @@ from edge_sdk.models.registry import register_architecture
 from edge_sdk.preprocess.audio import MelConfig, log_mel
 
 FAMILY = "av-fbp"
-AUDIO_SECONDS = (0.5, 2.0, 8.0)  # min / opt / max clip length of the frames profile
-VIDEO_FRAMES = DimRange(1, 16, 256)
 BATCH = DimRange(1, 1, 16)
 
 
@@ -69,6 +74,12 @@ class AvFbpConfig:
         dropout: dropout before both classifiers.
         modality_dropout: probability that a training sample's video is dropped.
         audio_loss_weight: weight of the audio-only head's cross entropy.
+        face_encoder: digest (``sha256:<hex>``) of the face bundle whose per-frame features
+            the model was trained on ("" for generated features); the bundle records it and
+            a Recognizer refuses another bundle of that family beside it.
+        face_encoder_family: that bundle's family (e.g. ``"face-caf"``).
+        face_bundle: where that bundle lay while training (training only; blanked at
+            export, the digest is what identifies it).
     """
 
     n_mels: int = 64
@@ -83,6 +94,9 @@ class AvFbpConfig:
     dropout: float = 0.2
     modality_dropout: float = 0.3
     audio_loss_weight: float = 0.5
+    face_encoder: str = ""
+    face_encoder_family: str = ""
+    face_bundle: str = ""
 
     def mel(self) -> MelConfig:
         """The shared front-end's settings for this model."""
@@ -284,12 +298,6 @@ def synthetic_batch(
     }
 
 
-def mel_frames(seconds: float, mel: MelConfig) -> int:
-    """Number of log-mel frames :func:`log_mel` gives for ``seconds`` of audio."""
-    samples = max(round(seconds * mel.sample_rate), mel.n_fft)
-    return 1 + (samples - mel.n_fft) // mel.hop_length
-
-
 def _example_mel(seconds: float, mel: MelConfig, seed: int) -> np.ndarray:
     """(1, 1, n_mels, frames) log-mel of a synthetic voiced waveform via the shared front-end."""
     rng = np.random.default_rng(seed)
@@ -315,8 +323,9 @@ def _examples(config: AvFbpConfig) -> tuple[tuple[dict, ...], tuple[dict, ...]]:
 
 def export_build(model: AvFbpModel, config: AvFbpConfig) -> FamilyBuild:
     """The two inference graphs with the trained weights and examples at 3 dynamic sizes."""
+    config = dataclasses.replace(config, face_bundle="")  # a training machine's path
     mel = config.mel()
-    frames = DimRange(*(mel_frames(s, mel) for s in AUDIO_SECONDS))
+    frames = frame_range(mel)
     mel_spec = TensorSpec("mel", "float32", ("batch", 1, config.n_mels, "frames"))
     logits = TensorSpec("logits", "float32", ("batch", len(AFEW_LABELS)), kind="logits")
     as_json = dataclasses.asdict(config)
@@ -367,6 +376,14 @@ def export_build(model: AvFbpModel, config: AvFbpConfig) -> FamilyBuild:
             "face_features": {
                 "dim": config.face_dim,
                 "source": "per-frame embedding of the bundle's face encoder",
+                **(
+                    {
+                        "encoder_digest": config.face_encoder,
+                        "encoder_family": config.face_encoder_family,
+                    }
+                    if config.face_encoder
+                    else {}
+                ),
             },
             "fallback": "audio_only when no frame of the clip has a face",
         },
@@ -387,6 +404,7 @@ register_family(
             synthetic_batch=synthetic_batch,
             loss=av_fbp_loss,
             export_build=export_build,
+            datasets=DATASETS,
         ),
     )
 )

@@ -12,7 +12,10 @@ plus ``extractor_weight`` x (λ1 L_AMT + λ2 L_var + λ3 L_cov) on projected aud
 embeddings of the utterances where that modality is present (Eq. 9). The paper trains the
 extractors first and then the dialog model; we optimise the sum jointly so one recipe
 trains everything, and keep the extractor term small (0.1) so it shapes the features
-without outweighing the task loss.
+without outweighing the task loss. In training mode the audio log-mels are augmented as the
+paper does (time warping and additive white Gaussian noise, seeded by the trainer's torch
+seed; :mod:`edge_sdk.models.dialog_m2fnet_augment`); evaluation, export and deployment see
+the log-mels unchanged.
 
 The synthetic training dialogs are in :mod:`edge_sdk.models.dialog_m2fnet_data` and the
 graphs' specs and export examples in :mod:`edge_sdk.models.dialog_m2fnet_graphs`; their names
@@ -28,8 +31,14 @@ import numpy as np
 import torch
 
 from edge_sdk.errors import WeightsError
-from edge_sdk.manifest import Preprocessing
+from edge_sdk.int8_policy import Int8Policy
 from edge_sdk.models.dialog_m2fnet_data import IGNORE, mel_config, synthetic_batch
+from edge_sdk.models.dialog_m2fnet_datasets import (
+    FORMATS,
+    dialog_batch,
+    predict_as_deployed,
+    preprocessing_for,
+)
 from edge_sdk.models.dialog_m2fnet_graphs import (
     audio_examples,
     dialog_examples,
@@ -47,6 +56,7 @@ from edge_sdk.models.dialog_m2fnet_text import (
 )
 from edge_sdk.models.families import (
     BuiltGraph,
+    DatasetTraining,
     Family,
     FamilyBuild,
     TrainingRecipe,
@@ -94,8 +104,6 @@ EDGE = M2FNetConfig(
     synthetic_seconds=1.0,
 )
 
-IMAGE_MEAN = (0.5, 0.5, 0.5)
-IMAGE_STD = (0.5, 0.5, 0.5)
 
 
 def make_model(config: M2FNetConfig) -> M2FNet:
@@ -158,17 +166,11 @@ def export_build(model: M2FNet, config: M2FNetConfig) -> FamilyBuild:
         module = build_module(spec.architecture, spec.config)
         module.load_state_dict(trained.state_dict(), strict=True)
         graphs.append(BuiltGraph(spec, module.eval(), examples))
-    image = {"scale": 1.0 / 255.0, "mean": IMAGE_MEAN, "std": IMAGE_STD, "layout": "NCHW"}
     return FamilyBuild(
         variant=f"m2fnet-{config.text_model}",
         labels=LABELS,
         graphs=tuple(graphs),
-        preprocessing={
-            "scene": Preprocessing(size=(config.scene_size,) * 2, color="rgb", **image),
-            "face": Preprocessing(
-                size=(config.face_size,) * 2, color="rgb", crop={"square": True}, **image
-            ),
-        },
+        preprocessing=preprocessing_for(config),
         weights=(minilm_source(),) if config.text_model == "minilm" else (),
         config={
             "pipeline": FAMILY,
@@ -219,6 +221,20 @@ def calibration_feeds(batch: dict[str, np.ndarray], run: Any) -> dict[str, dict]
     return {**encoders, "dialog": dialog}
 
 
+def m2fnet_labels(config: M2FNetConfig) -> tuple[str, ...]:
+    """The dialog graph's class order (MELD's emotions)."""
+    return LABELS
+
+
+DATASETS = DatasetTraining(
+    task="classification",
+    formats=FORMATS,
+    labels=m2fnet_labels,
+    batch_from_samples=dialog_batch,
+    predict=predict_as_deployed,
+    main_metric="weighted_f1",  # MELD's headline figure
+)
+
 register_family(
     Family(
         name=FAMILY,
@@ -235,6 +251,18 @@ register_family(
             loss=m2fnet_loss,
             export_build=export_build,
             calibration_feeds=calibration_feeds,
+            datasets=DATASETS,
+        ),
+        int8=Int8Policy(
+            # BERT layers: the FFN output projection (input = GELU of the 4x-wide layer)
+            # and the attention score products; patterns fit the tiny BERT and MiniLM alike.
+            exclude_nodes={
+                "text_encoder": (
+                    "/bert/encoder/layer.*[0-9]/output/dense/MatMul",
+                    "/bert/encoder/layer.*/attention/self/MatMul*",
+                )
+            },
+            masks={"dialog": {"logits": "utterance_mask"}},
         ),
     )
 )

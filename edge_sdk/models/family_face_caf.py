@@ -17,12 +17,25 @@ Training adds a critic f_c on the latent features and the losses of
   the encoder.
 
 One optimiser step then equals one critic step and one encoder step taken from the same
-parameters (simultaneous rather than sequential alternation, n_critic = 1).
+parameters (simultaneous rather than sequential alternation, n_critic = 1). This differs
+from the paper and the authors' script, which update regressor, critic and encoder one after
+the other on each batch (three optimiser steps). We keep one step because the generic
+trainer, its resume and its seeded determinism are the same for every family, and the
+isolation above already gives each player exactly its own gradient; what differs is only
+that the encoder's step sees the critic before, not after, that batch's critic step.
+
+Data sets (``TrainingRecipe.datasets``): AffectNet's CSV (face boxes, valence/arousal) or
+JSONL with ``valence``/``arousal`` (AFEW-VA frames exported one JSON object per frame). The
+face is cut by the deployed rule (:func:`preprocessing_for` through
+:func:`edge_sdk.training.faces.face_batch`); without a ``strong`` mask in the batch the
+Otsu split runs per batch. Validation is RMSE/PCC/CCC; the best checkpoint has the highest
+mean CCC.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +44,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from edge_sdk.datasets.samples import Sample
 from edge_sdk.manifest import DimRange, GraphSpec, Preprocessing, TensorSpec
 from edge_sdk.models.face_caf_losses import (
     av_loss,
@@ -40,6 +54,7 @@ from edge_sdk.models.face_caf_losses import (
 )
 from edge_sdk.models.families import (
     BuiltGraph,
+    DatasetTraining,
     Family,
     FamilyBuild,
     TrainingRecipe,
@@ -331,6 +346,42 @@ def export_build(model: CafModel, config: CafConfig) -> FamilyBuild:
     )
 
 
+# --- data sets --------------------------------------------------------------------------------
+
+
+def caf_labels(config: CafConfig) -> tuple[str, ...]:
+    """The regressor's output order."""
+    return LABELS
+
+
+def caf_batch(
+    config: CafConfig, samples: Sequence[Sample], augment: bool, rng: np.random.Generator
+) -> dict[str, Tensor]:
+    """``face`` crops as deployed and ``valence_arousal`` targets (when every sample has them)."""
+    from edge_sdk.training.faces import face_batch
+
+    faces = face_batch(samples, preprocessing_for(config), augment, rng)
+    batch = {"face": torch.from_numpy(faces)}
+    if samples and all(s.valence is not None and s.arousal is not None for s in samples):
+        targets = [(s.valence, s.arousal) for s in samples]
+        batch["valence_arousal"] = torch.tensor(targets, dtype=torch.float32)
+    return batch
+
+
+def caf_predict(model: CafModel, batch: dict[str, Tensor]) -> np.ndarray:
+    """(n, 2) valence/arousal, the exported ``regressor`` output."""
+    return model(batch["face"])[0].detach().cpu().numpy()
+
+
+DATASETS = DatasetTraining(
+    task="valence_arousal",
+    formats=("affectnet", "jsonl"),
+    labels=caf_labels,
+    batch_from_samples=caf_batch,
+    predict=caf_predict,
+    main_metric="ccc_mean",
+)
+
 register_family(
     Family(
         name=FAMILY,
@@ -346,6 +397,7 @@ register_family(
             synthetic_batch=synthetic_batch,
             loss=caf_loss,
             export_build=export_build,
+            datasets=DATASETS,
         ),
     )
 )

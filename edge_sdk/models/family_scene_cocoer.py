@@ -12,7 +12,8 @@ Steps implemented here (the workspace QP, step 7, runs later in a PyTorch sideca
    z_m and z_t), then a bias-free prediction layer θ_l^m (d x k). F = softmax (single-label,
    CAER-S) or sigmoid (``multi_label``, EMOTIC).
 6. Vocabulary-informed alignment: frozen CLIP image tower u_img, frozen text tower on the
-   prompts -> U_text, ω (d x d) pre-trained by :func:`pretrain_omega` then frozen;
+   prompts -> U_text, ω (d x d) pre-trained by the recipe's ``pretrain`` stage (Eq. 10,
+   before the main stage) then frozen;
    z_t = hidden(FFN1(ω^T u_img)), y_t = F(FFN1 output). Only FFN1 trains with CocoER.
    u_img and U_text are L2-normalised (CLIP's usual practice, so the ω regression does not
    depend on the towers' scale) and ω starts at the identity.
@@ -55,6 +56,7 @@ from edge_sdk.models.clip_towers import (
 )
 from edge_sdk.models.families import (
     BuiltGraph,
+    DatasetTraining,
     Family,
     FamilyBuild,
     TrainingRecipe,
@@ -67,7 +69,7 @@ from edge_sdk.models.scene_cocoer_blocks import (
     LevelHead,
     PatchEmbedding,
 )
-from edge_sdk.models.scene_cocoer_losses import activate, cocoer_loss
+from edge_sdk.models.scene_cocoer_losses import activate, cocoer_loss, pretrain_stage
 from edge_sdk.models.scene_cocoer_losses import level_loss as level_loss  # re-exported
 from edge_sdk.models.scene_cocoer_losses import omega_loss as omega_loss  # re-exported
 from edge_sdk.models.scene_cocoer_losses import pretrain_omega as pretrain_omega  # re-exported
@@ -274,7 +276,9 @@ class CocoErModel(nn.Module):
 
 
 def make_model(config: CocoErConfig) -> CocoErModel:
-    """The training model (ω at the identity: run :func:`pretrain_omega` before training)."""
+    """The training model, ω at the identity: the recipe's ``pretrain`` stage
+    (:func:`~edge_sdk.models.scene_cocoer_losses.pretrain_stage`) fits and freezes it before
+    the main stage."""
     return CocoErModel(config)
 
 
@@ -386,6 +390,74 @@ def export_build(model: CocoErModel, config: CocoErConfig) -> FamilyBuild:
     )
 
 
+# --- data sets --------------------------------------------------------------------------------
+def cocoer_labels(config: CocoErConfig) -> tuple[str, ...]:
+    """The vocabulary, in the order of the exported level logits."""
+    return tuple(config.vocabulary)
+
+
+def cocoer_main_metric(config: CocoErConfig) -> str:
+    """mAP picks the best EMOTIC (multi-label) checkpoint, UAR a CAER-S one."""
+    return "map" if config.multi_label else "uar"
+
+
+def cocoer_prepare(config: CocoErConfig, dataset: Any, context: Any) -> Any:
+    """Head and body boxes per sample, found once as check accuracy finds them."""
+    del config  # the boxes do not depend on the model
+    from edge_sdk.training.scenes import locate_people
+
+    return locate_people(dataset, context)
+
+
+def cocoer_batch(
+    config: CocoErConfig, samples: Any, augment: bool, rng: np.random.Generator
+) -> dict[str, torch.Tensor]:
+    """The three windows and the whole image as deployed, and the labels (class indices, or
+    multi-hot rows for ``multi_label``)."""
+    from edge_sdk.training.scenes import scene_batch
+
+    prep = clip_preprocessing(config.clip_image_size)
+    arrays = scene_batch(samples, windows_preprocessing(config), prep, augment, rng)
+    batch = {name: torch.from_numpy(values) for name, values in arrays.items()}
+    if config.multi_label:
+        rows = np.asarray([s.targets for s in samples], dtype=np.float32)
+        batch["labels"] = torch.from_numpy(rows.reshape(len(samples), -1))
+    else:
+        batch["labels"] = torch.as_tensor([s.label for s in samples], dtype=torch.int64)
+    return batch
+
+
+def cocoer_predict(model: CocoErModel, batch: dict[str, torch.Tensor]) -> np.ndarray:
+    """(n, k) what the scene pipeline reports per person: both graphs, then the workspace
+    (torch backend, the reference a Recognizer runs with torch installed) on their outputs."""
+    from edge_sdk.workspace import Workspace
+
+    config = model.config
+    with torch.no_grad():
+        z_c, z_b, z_h, level_logits = model.levels(batch["context"], batch["body"], batch["head"])
+        y_t, z_t = model.alignment(batch["image"])
+    outputs = {"z_c": z_c, "z_b": z_b, "z_h": z_h, "level_logits": level_logits,
+               "y_t": y_t, "z_t": z_t}  # fmt: skip
+    theta = {m: model.levels.heads[m].predict.weight.detach().cpu().numpy() for m in WINDOW_NAMES}
+    workspace = Workspace(
+        theta, multi_label=config.multi_label, eta=config.workspace_eta,
+        labels=config.vocabulary, backend="torch",
+    )  # fmt: skip
+    result = workspace.update({k: v.detach().cpu().numpy() for k, v in outputs.items()})
+    return np.asarray(result.probabilities, dtype=np.float64)
+
+
+DATASETS = DatasetTraining(
+    task="classification",
+    formats=("caer-s", "emotic"),
+    labels=cocoer_labels,
+    batch_from_samples=cocoer_batch,
+    predict=cocoer_predict,
+    main_metric=cocoer_main_metric,
+    prepare=cocoer_prepare,
+)
+
+
 register_family(
     Family(
         name=FAMILY,
@@ -400,6 +472,8 @@ register_family(
             synthetic_batch=synthetic_batch,
             loss=cocoer_loss,
             export_build=export_build,
+            datasets=DATASETS,
+            pretrain=pretrain_stage,
         ),
     )
 )

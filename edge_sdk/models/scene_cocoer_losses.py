@@ -9,8 +9,9 @@ mean binary cross-entropy (sigmoid):
     L_ω    = :func:`omega_loss` with the label weighting     alpha = ``omega_weight``
     total  = L_hier + L_t + alpha L_ω                        (:func:`cocoer_loss`)
 
-y_t is detached as a target (sg): it guides the levels, the levels do not pull it. ω is frozen
-after pre-training (:func:`pretrain_omega`), so alpha L_ω carries no gradient in the default
+y_t is detached as a target (sg): it guides the levels, the levels do not pull it. ω is fitted
+by the recipe's stage before the main one (:func:`pretrain_stage`, Eq. 10; the trainer calls it
+through ``TrainingRecipe.pretrain``) and frozen, so alpha L_ω carries no gradient in the default
 recipe (it reports how well the frozen alignment fits); unfreezing ω (``requires_grad_``)
 trains it jointly through this term. Kept apart from the graphs in
 :mod:`edge_sdk.models.family_scene_cocoer` so the workspace and its tests can name the maths
@@ -19,12 +20,18 @@ without the model code.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import torch
 from torch.nn import functional as F  # noqa: N812
 
+from edge_sdk.errors import InputError
 from edge_sdk.preprocess.windows import WINDOW_NAMES
+
+# ω pre-training (Eq. 10): a d x d least-squares fit, converged well within these steps
+OMEGA_STEPS = 200
+OMEGA_LR = 1e-2
 
 if TYPE_CHECKING:
     from edge_sdk.models.family_scene_cocoer import CocoErConfig, CocoErModel
@@ -89,10 +96,21 @@ def pretrain_omega(
     Returns:
         The loss before each step.
     """
-    alignment = model.alignment
     with torch.no_grad():
-        u_img = alignment.image_features(images)
+        u_img = model.alignment.image_features(images)
     weights = None if labels is None else targets(labels, model.config)
+    return _fit_omega(model, u_img, weights, steps, lr)
+
+
+def _fit_omega(
+    model: CocoErModel,
+    u_img: torch.Tensor,
+    weights: torch.Tensor | None,
+    steps: int,
+    lr: float,
+) -> list[float]:
+    """Adam on ω alone over fixed image features; ω is left frozen and without a gradient."""
+    alignment = model.alignment
     alignment.omega.requires_grad_(True)
     optimiser = torch.optim.Adam([alignment.omega], lr=lr)
     history = []
@@ -107,6 +125,25 @@ def pretrain_omega(
         alignment.omega.requires_grad_(False)
         alignment.omega.grad = None
     return history
+
+
+def pretrain_stage(model: CocoErModel, batches: Iterable[dict[str, torch.Tensor]]) -> None:
+    """The recipe's stage before the main one (Eq. 10): fit ω on every training batch's whole
+    image (label-weighted :func:`omega_loss`), then freeze it with both CLIP towers.
+
+    Image features are computed batch by batch in one pass (the tower is frozen, so once is
+    enough, and the data set trainer's batches are loaded lazily, readable once); only the
+    (n, d) features and (n, k) weights stay in memory. Without this stage ω would stay the
+    identity and the pseudo label y_t would not depend on the vocabulary's text embeddings.
+    """
+    features, weights = [], []
+    with torch.no_grad():
+        for batch in batches:
+            features.append(model.alignment.image_features(batch["image"]))
+            weights.append(targets(batch["labels"], model.config))
+    if not features:
+        raise InputError("the ω pre-training stage got no training batch")
+    _fit_omega(model, torch.cat(features), torch.cat(weights), OMEGA_STEPS, OMEGA_LR)
 
 
 def cocoer_loss(model: CocoErModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -2,6 +2,8 @@
 
 Checkpoints are safetensors files (no pickle) whose metadata names the family and holds
 the config as JSON, so ``edge-sdk export FAMILY --checkpoint CKPT`` needs nothing else.
+Training on data sets (validation, best checkpoint, resume, provenance) is
+:mod:`edge_sdk.training`; this module keeps the checkpoint format and the synthetic loop.
 """
 
 from __future__ import annotations
@@ -50,29 +52,73 @@ def config_from_json(recipe: TrainingRecipe, text: str) -> Any:
         raise WeightsError(f"config is not valid for {recipe.config_type.__name__}: {exc}") from exc
 
 
-def save_checkpoint(path: str | Path, family: str, model: Any, config: Any) -> Path:
-    """Write the model's state dict and its config as a safetensors checkpoint."""
+TRAINING_METADATA_KEY = "training"  # JSON provenance of a data set run (edge_sdk.training)
+
+
+def save_checkpoint(
+    path: str | Path,
+    family: str,
+    model: Any,
+    config: Any,
+    *,
+    training: dict[str, Any] | None = None,
+) -> Path:
+    """Write the model's state dict and its config as a safetensors checkpoint.
+
+    ``training`` (provenance of a data set run) goes to the ``"training"`` metadata entry as
+    JSON, for export to copy into the manifest.
+    """
+    return write_state(path, family, model.state_dict(), config_to_json(config), training)
+
+
+def write_state(
+    path: str | Path,
+    family: str,
+    state: dict[str, Any],
+    config_json: str,
+    training: dict[str, Any] | None = None,
+) -> Path:
+    """The checkpoint format itself: tensors + ``family``/``config`` (+ ``training``) metadata."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"family": family, "config": config_to_json(config)})
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    metadata = {"family": family, "config": config_json}
+    if training is not None:
+        metadata[TRAINING_METADATA_KEY] = json.dumps(training, sort_keys=True)
+    save_file(tensors, str(path), metadata=metadata)
     return path
+
+
+def training_metadata(path: str | Path) -> str | None:
+    """The checkpoint's ``"training"`` provenance JSON text (None if absent), tensors unread."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return (handle.metadata() or {}).get(TRAINING_METADATA_KEY)
+    except (OSError, SafetensorError) as exc:
+        raise WeightsError(f"{path} is not a readable safetensors checkpoint: {exc}") from exc
+
+
+def read_state(path: str | Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """(metadata, tensors) of a safetensors file; WeightsError when it is not one."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        return metadata, load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise WeightsError(f"{path} is not a readable safetensors checkpoint: {exc}") from exc
 
 
 def load_checkpoint(path: str | Path, family: Family) -> tuple[Any, Any]:
     """(model, config) from a checkpoint written by :func:`save_checkpoint`."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
     recipe = _recipe(family)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        state = load_file(str(path))
-    except (OSError, SafetensorError) as exc:
-        raise WeightsError(f"{path} is not a readable safetensors checkpoint: {exc}") from exc
+    metadata, state = read_state(path)
     if metadata.get("family") != family.name:
         raise WeightsError(f"{path} is a {metadata.get('family')!r} checkpoint, not {family.name}")
     config = config_from_json(recipe, metadata.get("config", "{}"))
@@ -98,6 +144,16 @@ def synthetic_batches(
     return [recipe.synthetic_batch(config, rng, batch_size) for _ in range(count)]
 
 
+def make_optimizer(recipe: TrainingRecipe | None, parameters: list[Any], lr: float) -> Any:
+    """The recipe's optimiser over ``parameters`` at ``lr``; Adam when it names none (or for
+    families without a recipe)."""
+    import torch
+
+    if recipe is not None and recipe.optimizer is not None:
+        return recipe.optimizer(parameters, lr)
+    return torch.optim.Adam(parameters, lr=lr)
+
+
 def train(
     family: Family,
     config: Any,
@@ -108,15 +164,21 @@ def train(
     seed: int = 0,
     on_step: Callable[[int, float], None] | None = None,
 ) -> tuple[Any, list[float]]:
-    """Train a fresh model with Adam over ``batches`` for ``epochs``; returns (model, losses)."""
+    """Train a fresh model over ``batches`` for ``epochs``; returns (model, losses).
+
+    The recipe's ``pretrain`` stage runs first; the optimiser is the recipe's (Adam when it
+    names none, :func:`make_optimizer`).
+    """
     import torch
 
     recipe = _recipe(family)
     torch.manual_seed(seed)
     model = recipe.make_model(config)
     model.train()
-    optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     batches = list(batches)
+    if recipe.pretrain is not None:  # a stage before the main one; it freezes what it fits
+        recipe.pretrain(model, batches)
+    optimiser = make_optimizer(recipe, [p for p in model.parameters() if p.requires_grad], lr)
     losses: list[float] = []
     for _ in range(epochs):
         for batch in batches:

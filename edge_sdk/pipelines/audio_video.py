@@ -80,6 +80,31 @@ def best_face(found: Detections) -> int | None:
     return int(np.argmax(found.scores)) if len(found) else None
 
 
+class FaceEncoderMismatchError(BundleError):
+    """An av-fbp bundle trained on one face encoder's features, loaded beside another's."""
+
+
+def clip_face_features(
+    encoder: FaceHead,
+    frames: Sequence[np.ndarray],
+    detections: Sequence[Detections],
+    max_frames: int,
+    dim: int,
+) -> np.ndarray:
+    """(used frames, D) features of each frame's most confident face, at most ``max_frames``
+    frames spread evenly; frames without a face are left out. The av-fbp pipeline and its
+    training adapter both call this, so training sees the deployed features."""
+    keep = subsample(len(frames), max_frames)
+    crops = [
+        encoder.crops(frames[i], detections[i].boxes[best : best + 1])
+        for i in keep
+        if (best := best_face(detections[i])) is not None
+    ]
+    if not crops:
+        return np.zeros((0, dim), dtype=np.float32)
+    return encoder.features(encoder.infer(np.concatenate(crops))).astype(np.float32)
+
+
 @register_pipeline("av-fbp")
 class AudioVideoPipeline(AudioPipeline):
     """av-fbp: log-mel + per-frame face features -> ``audio_video`` or ``audio_only``."""
@@ -92,7 +117,10 @@ class AudioVideoPipeline(AudioPipeline):
         try:
             self.mel = MelConfig(**config["mel"])
             self.face_dim = int(config["face_features"]["dim"])
-        except (KeyError, TypeError) as exc:
+            # set when trained on a data set: the face bundle whose features it learnt
+            self.encoder_digest = config["face_features"].get("encoder_digest")
+            self.encoder_family = config["face_features"].get("encoder_family")
+        except (KeyError, TypeError, AttributeError) as exc:
             raise BundleError(f"{self.family} config lacks mel/face_features: {exc}") from exc
 
     def start(self, bundle: ModelBundle, backend: str | None) -> None:
@@ -103,7 +131,27 @@ class AudioVideoPipeline(AudioPipeline):
         self.encoder_backends: dict[str, str] = {}
 
     def bind_encoder(self, heads: Sequence[FaceHead]) -> None:
-        """Take the first face family whose embedding width equals ``face_features.dim``."""
+        """Take the first face family whose embedding width equals ``face_features.dim``.
+
+        A bundle trained on one face bundle's features (``face_features.encoder_digest``)
+        takes only that bundle: another bundle of that family is refused
+        (:class:`FaceEncoderMismatchError` naming both digests), since other features would
+        give silently wrong answers.
+        """
+        if self.encoder_digest:
+            same = [h for h in heads if getattr(h, "family", None) == self.encoder_family]
+            for head in same:
+                if getattr(head, "digest", None) == self.encoder_digest:
+                    self.encoder, self.encoder_backends = head, dict(head.backends)
+                    return
+            if same:
+                raise FaceEncoderMismatchError(
+                    f"{self.family} was trained on the features of {self.encoder_family} "
+                    f"bundle {self.encoder_digest}, but {self.encoder_family} bundle "
+                    f"{getattr(same[0], 'digest', None)} is loaded beside it: load the "
+                    f"{self.encoder_family} bundle it was trained with (or retrain)"
+                )
+            return
         for head in heads:
             if head.feature_dim == self.face_dim:
                 self.encoder, self.encoder_backends = head, dict(head.backends)
@@ -135,17 +183,11 @@ class AudioVideoPipeline(AudioPipeline):
                 f"face family whose embedding has that width (e.g. face-caf with feature_dim "
                 f"{self.face_dim}) in the same Recognizer"
             )
-        keep = subsample(len(frames), self.max_video_frames)
         with timer("face_features"):
-            crops = [
-                self.encoder.crops(frames[i], detections[i].boxes[best : best + 1])
-                for i in keep
-                if (best := best_face(detections[i])) is not None
-            ]
-            if not crops:
-                return np.zeros((1, 0, self.face_dim), dtype=np.float32)
-            outputs = self.encoder.infer(np.concatenate(crops))
-            return self.encoder.features(outputs)[None].astype(np.float32)
+            features = clip_face_features(
+                self.encoder, frames, detections, self.max_video_frames, self.face_dim
+            )
+            return features[None]
 
     def predict(
         self,

@@ -62,6 +62,7 @@ class GraphPipeline(Closing):
         manifest = bundle.manifest
         self.family = manifest.family
         self.labels = manifest.labels
+        self.digest = bundle.digest  # a paired pipeline checks it (av-fbp's face encoder)
         self.configure(manifest)
         names = self.graph_names(manifest)
         self.sessions: Sessions = open_graphs(

@@ -5,12 +5,18 @@ as it always has. Inside a Recognizer the same detector also feeds the other fac
 (:mod:`edge_sdk.pipelines.face_families`: CAF valence/arousal, Exp-CLIP zero-shot): each is
 a *head* that turns face boxes into fields of :class:`Face`, and :func:`analyze_faces` runs
 one detection and then every head on the same boxes, each batched over the faces.
+
+Each head declares what it adds, so nothing outside it names a face family: the fields it
+fills (``result_fields``; :class:`Face` keeps its named attributes for the built-in heads
+and puts any other field in ``Face.extras``), its columns of the command line's face table
+(:class:`FaceColumn`) and the accuracy task its answers score (:data:`FACE_TASKS`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any, Protocol
 
 import numpy as np
@@ -34,6 +40,15 @@ from runtimes.base import Session
 
 GRAPHS = ("pnet", "rnet", "onet", "classifier")
 DETECTOR_GRAPHS = ("pnet", "rnet", "onet")
+# What a face head's answers score in ``edge-sdk check accuracy``: expression categories in
+# its label order (``label``/``probabilities``), zero-shot categories over its vocabulary
+# (also ``label``/``probabilities`` when no other head gave them), or (valence, arousal)
+# read from its ``result_fields``.
+TASK_CATEGORIES = "categories"
+TASK_ZERO_SHOT = "zero-shot categories"
+TASK_VALENCE_AROUSAL = "valence-arousal"
+FACE_TASKS = (TASK_CATEGORIES, TASK_ZERO_SHOT, TASK_VALENCE_AROUSAL)
+CATEGORICAL_TASKS = (TASK_CATEGORIES, TASK_ZERO_SHOT)
 
 
 @dataclass(frozen=True)
@@ -55,8 +70,10 @@ class Face:
     ``label``/``probabilities`` are the expression categories of the first categorical face
     family loaded (face-fer7, else Exp-CLIP), in its label order; None/empty when only
     valence/arousal is loaded. ``valence``/``arousal`` (in [-1, 1]) come from face-caf and
-    ``zero_shot`` from face-expclip, None when that family is not loaded. ``landmarks`` are
-    the eyes, nose and mouth corners as (x, y) pixels.
+    ``zero_shot`` from face-expclip, None when that family is not loaded. Fields of any
+    other face head are in ``extras`` (name -> JSON value, as its ``result_fields`` say);
+    :meth:`value` reads either kind by name. ``landmarks`` are the eyes, nose and mouth
+    corners as (x, y) pixels.
     """
 
     box: tuple[float, float, float, float]
@@ -67,9 +84,14 @@ class Face:
     valence: float | None = None
     arousal: float | None = None
     zero_shot: ZeroShot | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def value(self, name: str) -> Any:
+        """A head's result field by name: a named attribute or an entry of ``extras``."""
+        return getattr(self, name) if name in _NAMED_FIELDS else self.extras.get(name)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form; optional families appear only when they ran."""
+        """JSON-able form; optional families' fields appear only when they ran."""
         out: dict[str, Any] = {
             "box": list(self.box),
             "landmarks": [list(p) for p in self.landmarks],
@@ -77,11 +99,29 @@ class Face:
             "label": self.label,
             "probabilities": dict(self.probabilities),
         }
-        if self.valence is not None:
-            out["valence"], out["arousal"] = self.valence, self.arousal
-        if self.zero_shot is not None:
-            out["zero_shot"] = self.zero_shot.to_dict()
+        optional = {n: getattr(self, n) for n in _OPTIONAL_FIELDS}
+        for name, value in {**optional, **self.extras}.items():
+            if value is not None:
+                out[name] = value.to_dict() if hasattr(value, "to_dict") else value
         return out
+
+
+_NAMED_FIELDS = frozenset(f.name for f in dataclass_fields(Face)) - {"extras"}
+_OPTIONAL_FIELDS = ("valence", "arousal", "zero_shot")
+
+
+@dataclass(frozen=True)
+class FaceColumn:
+    """One column a face head adds to the command line's face table.
+
+    Attributes:
+        name: the column header.
+        format: a :class:`Face` -> the cell text (called only for faces where the head's
+            ``result_fields`` are set; "-" is shown elsewhere).
+    """
+
+    name: str
+    format: Callable[[Face], str]
 
 
 @dataclass(frozen=True)
@@ -116,13 +156,19 @@ class FaceHead(Protocol):
     ``stage`` names its timing; ``crops`` cuts its input batch from one image, ``infer``
     runs a batch of crops (of any number of images), ``fill`` adds its fields to each face.
     ``feature_dim`` is the width of its per-face embedding (None: it has none), which the
-    audio-video pipeline uses as per-frame face features.
+    audio-video pipeline uses as per-frame face features. ``result_fields`` names the
+    fields ``fill`` sets (a :class:`Face` attribute or a key of ``Face.extras``),
+    ``columns`` its columns of the face table and ``accuracy_task`` (one of
+    :data:`FACE_TASKS`, or None) what ``check accuracy`` scores with its answers.
     """
 
     family: str
     stage: str
     backends: dict[str, str]
     feature_dim: int | None
+    result_fields: tuple[str, ...]
+    columns: tuple[FaceColumn, ...]
+    accuracy_task: str | None
 
     def crops(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray: ...
 
@@ -217,17 +263,46 @@ def faces_from_detections(
     )
 
 
-def make_faces(found: Detections, fields: Sequence[dict[str, Any]]) -> tuple[Face, ...]:
-    """Face objects from detections and the fields the heads filled in."""
-    return tuple(
-        Face(
-            box=tuple(float(v) for v in found.boxes[i]),
-            landmarks=tuple((float(x), float(y)) for x, y in found.landmarks[i]),
-            detection_score=float(found.scores[i]),
-            **fields[i],
+def make_faces(found: Detections, filled: Sequence[dict[str, Any]]) -> tuple[Face, ...]:
+    """Face objects from detections and the fields the heads filled in (fields that are
+    no named :class:`Face` attribute go to ``extras``)."""
+    faces = []
+    for i in range(len(found)):
+        named = {k: v for k, v in filled[i].items() if k in _NAMED_FIELDS}
+        extras = {k: v for k, v in filled[i].items() if k not in _NAMED_FIELDS}
+        faces.append(
+            Face(
+                box=tuple(float(v) for v in found.boxes[i]),
+                landmarks=tuple((float(x), float(y)) for x, y in found.landmarks[i]),
+                detection_score=float(found.scores[i]),
+                **named,
+                extras=extras,
+            )
         )
-        for i in range(len(found))
+    return tuple(faces)
+
+
+def face_head_classes() -> tuple[type, ...]:
+    """Every registered face head class (registration order), with its declarations."""
+    from edge_sdk.pipelines.registry import pipelines
+
+    return tuple(
+        dict.fromkeys(
+            cls for cls in pipelines().values() if getattr(cls, "modality", None) == "face"
+        )
     )
+
+
+def face_columns(faces: Sequence[Face]) -> tuple[FaceColumn, ...]:
+    """The face-table columns of every registered head whose fields some face has (works
+    for a served prediction too: it needs the faces, not the heads that made them)."""
+    columns: dict[str, FaceColumn] = {}
+    for cls in face_head_classes():
+        declared = tuple(getattr(cls, "result_fields", ()))
+        if declared and any(f.value(n) is not None for f in faces for n in declared):
+            for column in getattr(cls, "columns", ()):
+                columns.setdefault(column.name, column)
+    return tuple(columns.values())
 
 
 def categories(labels: Sequence[str], probabilities: np.ndarray) -> tuple[str, dict[str, float]]:
@@ -253,6 +328,9 @@ class FacePipeline(GraphPipeline):
     stage = "classify"
     feature_dim = None
     opens = GRAPHS
+    result_fields = ("label", "probabilities")
+    columns = ()  # label and p are the table's own columns
+    accuracy_task = TASK_CATEGORIES
 
     def configure(self, manifest: Manifest) -> None:
         self.classifier_prep = manifest.preprocessing["classifier"]

@@ -4,6 +4,10 @@ Their bundles hold only the face model. A Recognizer runs them as heads of the f
 on the boxes of the one shared MTCNN detector (:func:`edge_sdk.pipelines.face.analyze_faces`);
 the crop rule comes from each
 bundle's ``preprocessing["face"]`` through the shared :func:`edge_sdk.preprocess.face.face_tensor`.
+
+Each head declares the fields it fills, its face-table columns and its accuracy task (see
+:class:`edge_sdk.pipelines.face.FaceHead`); :class:`SingleGraphHead` is the base a new face
+family's head subclasses.
 """
 
 from __future__ import annotations
@@ -17,18 +21,34 @@ from edge_sdk.errors import BundleError
 from edge_sdk.manifest import Manifest
 from edge_sdk.pipelines.base import GraphPipeline
 from edge_sdk.pipelines.common import run_batched, softmax
-from edge_sdk.pipelines.face import ZeroShot, categories, crops_for
+from edge_sdk.pipelines.face import (
+    TASK_VALENCE_AROUSAL,
+    TASK_ZERO_SHOT,
+    Face,
+    FaceColumn,
+    ZeroShot,
+    categories,
+    crops_for,
+)
 from edge_sdk.pipelines.registry import register_pipeline
 
 
-class _SingleGraphHead(GraphPipeline):
-    """A face family with one graph whose input is a batch of face crops called ``input``."""
+class SingleGraphHead(GraphPipeline):
+    """A face family with one graph whose input is a batch of face crops (``input_name``).
+
+    Subclasses set the graph's names, ``stage``, the declarations of
+    :class:`~edge_sdk.pipelines.face.FaceHead` and ``fill``; ``feature_output`` names the
+    per-face embedding output ("" when the graph has none).
+    """
 
     modality = "face"
     graph_name = ""
     input_name = ""
     feature_output = ""
     stage = ""
+    result_fields: tuple[str, ...] = ()
+    columns: tuple[FaceColumn, ...] = ()
+    accuracy_task: str | None = None
 
     def configure(self, manifest: Manifest) -> None:
         if "face" not in manifest.preprocessing:
@@ -41,8 +61,8 @@ class _SingleGraphHead(GraphPipeline):
     def start(self, bundle: ModelBundle, backend: str | None) -> None:
         self.graph = self.graphs[self.graph_name]
         self.session = self.sessions[self.graph_name]
-        feature = next(t for t in self.graph.outputs if t.name == self.feature_output)
-        self.feature_dim: int | None = int(feature.shape[-1])
+        feature = next((t for t in self.graph.outputs if t.name == self.feature_output), None)
+        self.feature_dim: int | None = None if feature is None else int(feature.shape[-1])
 
     def crops(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """This family's face crops for ``boxes`` of one RGB uint8 image."""
@@ -54,11 +74,18 @@ class _SingleGraphHead(GraphPipeline):
 
     def features(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
         """Per-face embedding (n, feature_dim)."""
+        if self.feature_dim is None:
+            raise NotImplementedError(f"{self.family} exports no face features")
         return outputs[self.feature_output]
 
 
+def _zero_shot_p(face: Face) -> str:
+    zs = face.zero_shot
+    return f"{zs.probabilities[zs.label]:.3f}"
+
+
 @register_pipeline("face-caf")
-class ValenceArousalHead(_SingleGraphHead):
+class ValenceArousalHead(SingleGraphHead):
     """face-caf: ``regressor`` graph -> valence, arousal in [-1, 1]; ``features`` embedding.
 
     Its ``features`` output (the CAF encoder's latent) is the per-frame face feature the
@@ -69,6 +96,12 @@ class ValenceArousalHead(_SingleGraphHead):
     input_name = "face"
     feature_output = "features"
     stage = "valence_arousal"
+    result_fields = ("valence", "arousal")
+    columns = (
+        FaceColumn("valence", lambda face: f"{face.valence:+.3f}"),
+        FaceColumn("arousal", lambda face: f"{face.arousal:+.3f}"),
+    )
+    accuracy_task = TASK_VALENCE_AROUSAL
 
     def fill(self, outputs: dict[str, np.ndarray], fields: list[dict[str, Any]]) -> None:
         """Set ``valence`` and ``arousal`` of each face (the manifest's label order)."""
@@ -79,7 +112,7 @@ class ValenceArousalHead(_SingleGraphHead):
 
 
 @register_pipeline("face-expclip")
-class ZeroShotHead(_SingleGraphHead):
+class ZeroShotHead(SingleGraphHead):
     """face-expclip: ``zero_shot`` graph -> softmax over the bundle's vocabulary.
 
     The class prototypes of the vocabulary were computed at export time and live inside the
@@ -90,6 +123,12 @@ class ZeroShotHead(_SingleGraphHead):
     input_name = "image"
     feature_output = "embedding"
     stage = "zero_shot"
+    result_fields = ("zero_shot",)
+    columns = (
+        FaceColumn("zero-shot", lambda face: face.zero_shot.label),
+        FaceColumn("p (zs)", _zero_shot_p),
+    )
+    accuracy_task = TASK_ZERO_SHOT
 
     def fill(self, outputs: dict[str, np.ndarray], fields: list[dict[str, Any]]) -> None:
         """Set ``zero_shot``; also ``label``/``probabilities`` when no categorical family did."""

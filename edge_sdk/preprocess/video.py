@@ -6,21 +6,14 @@ long before the frame cap), and checked: no frames, frames of mixed sizes and un
 files are InputErrors. A file's frame size (and, where the container states it, its frame
 count) is checked from the capture's properties before decoding.
 
-:class:`FrameStream` serves the CLI's streaming mode. ``VideoCapture.read()`` can block forever
-on a dropped camera or network stream, so a reader thread does the reading and the consumer
-waits with a timeout; a live source that times out is reopened a few times before the
-stream gives up with an InputError.
+:class:`FrameStream` (streams of a file or camera, stamped at the source) lives in
+:mod:`edge_sdk.preprocess.frame_stream`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import queue
-import threading
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -146,118 +139,3 @@ def subsample(count: int, limit: int) -> np.ndarray:
     return np.unique(np.linspace(0, count - 1, limit).round().astype(np.int64))
 
 
-@dataclass(frozen=True)
-class Frame:
-    """One frame of a stream: index, seconds since the stream started, BGR pixels."""
-
-    index: int
-    seconds: float
-    bgr: np.ndarray
-
-
-class FrameStream:
-    """Frames of a video file or camera, read on a watchdog thread.
-
-    Args:
-        source: a file path or a camera index (``cv2.VideoCapture(N)``, N >= 0: OpenCV
-            crashes the process on some negative indices, so they are refused here).
-        read_timeout: seconds to wait for a frame before the source counts as stalled.
-        reconnects: how often a stalled live source (camera) is reopened before giving up.
-
-    Files are read in order without dropping frames; cameras keep only the newest frame
-    (a slow consumer sees the present, not a growing backlog).
-    """
-
-    def __init__(
-        self, source: str | os.PathLike[str] | int, read_timeout: float = 5.0, reconnects: int = 2
-    ) -> None:
-        if isinstance(source, bool) or (isinstance(source, int) and source < 0):
-            raise InputError(f"camera index must be an integer >= 0, got {source!r}")
-        self.source = source
-        self.live = isinstance(source, int)
-        self.read_timeout = read_timeout
-        self.reconnects = reconnects
-        if not self.live and not Path(source).is_file():
-            raise InputError(f"{source}: no such video file")
-        self._capture = self._open()
-        self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
-        self._thread: threading.Thread | None = None
-
-    def _open(self) -> cv2.VideoCapture:
-        source = self.source if self.live else str(self.source)
-        capture = cv2.VideoCapture(source)
-        if not capture.isOpened():
-            kind = "camera" if self.live else "video file"
-            raise InputError(f"cannot open {kind} {self.source} (OpenCV could not open it)")
-        return capture
-
-    def _reader(self, capture: cv2.VideoCapture, out: queue.Queue, stop: threading.Event) -> None:
-        while not stop.is_set():
-            ok, frame = capture.read()
-            item = frame if ok and frame is not None else None
-            if self.live:
-                if item is None:
-                    time.sleep(0.01)  # a camera hiccup: let the watchdog decide
-                    continue
-                with contextlib.suppress(queue.Empty):
-                    out.get_nowait()  # drop the stale frame
-                out.put(item)
-            else:
-                while not stop.is_set():  # wait while the consumer is behind: files drop nothing
-                    try:
-                        out.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if item is None:
-                    return
-
-    def __iter__(self) -> Iterator[Frame]:
-        capture, attempts, index = self._capture, 0, 0
-        start = time.perf_counter()
-        while True:
-            frames: queue.Queue = queue.Queue(maxsize=1 if self.live else 4)
-            stop = threading.Event()
-            reader = threading.Thread(
-                target=self._reader, args=(capture, frames, stop), daemon=True
-            )
-            reader.start()
-            self._thread, self._capture = reader, capture
-            try:
-                while True:
-                    try:
-                        frame = frames.get(timeout=self.read_timeout)
-                    except queue.Empty:
-                        break
-                    if frame is None:
-                        return
-                    attempts = 0
-                    yield Frame(index, time.perf_counter() - start, frame)
-                    index += 1
-            finally:
-                stop.set()
-            # stalled: a file is broken, a camera may come back
-            if not self.live or attempts >= self.reconnects:
-                raise InputError(
-                    f"{self.source}: no frame within {self.read_timeout:g} s"
-                    + (f" after {attempts} reconnects" if self.live else "")
-                )
-            attempts += 1
-            reader.join(timeout=0.5)
-            if not reader.is_alive():  # never release a capture another thread still reads
-                capture.release()
-            capture = self._open()
-
-    def close(self) -> None:
-        """Release the source once the reader thread has finished its current read."""
-        if self._thread is not None:
-            self._thread.join(timeout=self.read_timeout)
-            if self._thread.is_alive():
-                return  # stuck in read(): leave the capture to the process exit
-        self._capture.release()
-
-    def __enter__(self) -> FrameStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -56,7 +56,8 @@ class RemoteBundle:
 class RemotePipeline:
     """A pipeline of the server's Recognizer: what callers (the accuracy check) ask of one.
 
-    ``stage`` is set for face families (``classify``, ``valence_arousal``, ``zero_shot``);
+    ``stage``, ``accuracy_task`` and ``result_fields`` are set for face families (what
+    their heads declare; see :class:`edge_sdk.pipelines.face.FaceHead`);
     ``encoder`` is True when an audio-video family fuses per-frame face features (None
     otherwise, as a local pipeline's encoder is None); ``max_utterances`` bounds a dialog
     family's context.
@@ -66,6 +67,8 @@ class RemotePipeline:
     family: str
     labels: tuple[str, ...]
     stage: str | None = None
+    accuracy_task: str | None = None
+    result_fields: tuple[str, ...] = ()
     encoder: Literal[True] | None = None
     max_utterances: int | None = None
 
@@ -146,6 +149,8 @@ class RemoteRecognizer:
                 family=p["family"],
                 labels=tuple(p["labels"]),
                 stage=p.get("stage"),
+                accuracy_task=p.get("accuracy_task"),
+                result_fields=tuple(p.get("result_fields") or ()),
                 encoder=True if p.get("encoder") else None,
                 max_utterances=p.get("max_utterances"),
             )

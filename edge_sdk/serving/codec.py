@@ -243,8 +243,15 @@ def _size(record: Mapping[str, Any]) -> tuple[int, int]:
     return (int(record["width"]), int(record["height"]))
 
 
+_FACE_KEYS = frozenset(
+    {"box", "landmarks", "detection_score", "label", "probabilities", "valence", "arousal",
+     "zero_shot"}
+)  # fmt: skip
+
+
 def face(record: Mapping[str, Any]) -> Any:
-    """A :class:`~edge_sdk.pipelines.face.Face` from its ``to_dict()``."""
+    """A :class:`~edge_sdk.pipelines.face.Face` from its ``to_dict()``; the fields of face
+    heads without a named attribute come back in ``extras`` (as the JSON the server sent)."""
     from edge_sdk.pipelines.face import Face, ZeroShot
 
     zero_shot = record.get("zero_shot")
@@ -257,6 +264,7 @@ def face(record: Mapping[str, Any]) -> Any:
         valence=record.get("valence"),
         arousal=record.get("arousal"),
         zero_shot=None if zero_shot is None else ZeroShot(**zero_shot),
+        extras={k: v for k, v in record.items() if k not in _FACE_KEYS},
     )
 
 

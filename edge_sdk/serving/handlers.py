@@ -212,6 +212,8 @@ def describe(recognizer: Any) -> dict[str, Any]:
         }
         if p.modality == "face":
             entry["stage"] = p.stage
+            entry["accuracy_task"] = p.accuracy_task
+            entry["result_fields"] = list(p.result_fields)
         if hasattr(p, "max_utterances"):
             entry["max_utterances"] = int(p.max_utterances)
         if hasattr(p, "encoder"):

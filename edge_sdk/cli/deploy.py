@@ -1,8 +1,7 @@
 """Deployment commands: ``calibrate`` (ORT INT8), ``build`` (TensorRT engines),
 ``export-triton`` (a Triton model repository), ``doctor``.
 
-Registered on the main typer app by :mod:`edge_sdk.cli`; kept apart so the prediction
-commands and the deployment commands each stay readable.
+Kept apart from the prediction commands so each stays readable.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from edge_sdk.cli import _fail, app, console
+from edge_sdk.cli.base import console, fail
 from edge_sdk.errors import EdgeSDKError
 from edge_sdk.reports.tables import fit
 
@@ -39,7 +38,6 @@ def _gate_table(result: object) -> Table:
     return table
 
 
-@app.command()
 def calibrate(
     bundle: Annotated[Path, typer.Argument(help="FP32 bundle directory (changed in place).")],
     data: Annotated[
@@ -88,9 +86,9 @@ def calibrate(
             )
     except GateFailedError as exc:
         console.print(fit(_gate_table(exc.result)))
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     except EdgeSDKError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if as_json:
         console.print_json(json.dumps(result.record.__dict__, default=str))
         return
@@ -106,7 +104,6 @@ def calibrate(
     console.print(f"INT8 artifacts written to {bundle} ({state})")
 
 
-@app.command()
 def build(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory (engines are added to it).")],
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8.")] = "fp16",
@@ -135,12 +132,11 @@ def build(
             if_missing=if_missing,
         )
     except EdgeSDKError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     engines = [a.path for a in built.manifest.artifacts if a.format == "tensorrt"]
     console.print(f"engines for {device.fingerprint}: {', '.join(engines)}")
 
 
-@app.command("export-triton")
 def export_triton(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory (read, not changed).")],
     out: Annotated[Path, typer.Option(help="Model repository folder to write.")],
@@ -184,7 +180,7 @@ def export_triton(
             overwrite=overwrite,
         )
     except EdgeSDKError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if as_json:
         console.print_json(json.dumps(repository.to_dict()))
         return
@@ -204,7 +200,6 @@ def export_triton(
     console.print(f"every config.pbtxt {checked}", highlight=False, soft_wrap=True)
 
 
-@app.command()
 def doctor(
     bundle: Annotated[Path | None, typer.Option(help="Also check this bundle.")] = None,
     digest: Annotated[
@@ -227,7 +222,9 @@ def doctor(
     table.add_column("check")
     table.add_column("result")
     for backend in all_backends():
-        table.add_row(f"backend {backend.name}", "ok" if backend.is_available() else "absent")
+        version = backend.version()
+        state = "ok" if backend.is_available() else "absent"
+        table.add_row(f"backend {backend.name}", f"{state} ({version})" if version else state)
     if not any(b.is_available() for b in all_backends() if b.automatic):
         problems.append("no deployment backend is importable (install onnxruntime)")
     opened = None
