@@ -30,7 +30,6 @@ import concurrent.futures as cf
 import os
 import re
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -49,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.face import machine  # noqa: E402
+from edge_sdk.serving.server import free_ports  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "astronaut.png"
 LOCAL, OFF, ON = "in-process", "triton, batch 1", "triton, batch 16"
@@ -96,16 +96,6 @@ def summarise(rates: list[float], latencies: list[float]) -> dict[str, float]:
         "p50": float(np.percentile(latencies, 50)),
         "p99": float(np.percentile(latencies, 99)),
     }
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def counters(metrics_port: int) -> tuple[float, float]:

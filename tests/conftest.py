@@ -60,3 +60,15 @@ def tiny_family_bundles() -> dict[str, ModelBundle]:
     from tests.support.bundles import tiny_bundles
 
     return tiny_bundles()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Training tests: the machine's cores are shared, and one torch thread is faster than
+    two contended ones (use with ``pytest.mark.usefixtures``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

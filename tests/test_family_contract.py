@@ -20,6 +20,8 @@ from edge_sdk.models.training import (
     train,
 )
 
+pytestmark = pytest.mark.slow  # training, calibration, a real server or fuzzing
+
 TRAINABLE = [f for f in families() if f.recipe is not None]
 IDS = [f.name for f in TRAINABLE]
 

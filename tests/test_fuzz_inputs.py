@@ -46,6 +46,8 @@ from edge_sdk.preprocess.audio import MelConfig, audio_log_mel, load_audio, read
 from edge_sdk.preprocess.image import decode_image
 from tests.conftest import ASTRONAUT
 
+pytestmark = pytest.mark.slow  # training, calibration, a real server or fuzzing
+
 hypothesis = pytest.importorskip("hypothesis", reason="the fuzz tests need hypothesis")
 from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402

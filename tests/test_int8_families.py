@@ -32,6 +32,8 @@ from edge_sdk.models.families import families, get_family
 from runtimes.selection import open_graph, rank_candidates
 from tests.conftest import ASTRONAUT
 
+pytestmark = pytest.mark.slow  # training, calibration, a real server or fuzzing
+
 torch = pytest.importorskip("torch")
 
 RECIPE_FAMILIES = tuple(f.name for f in families() if f.recipe is not None)

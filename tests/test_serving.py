@@ -15,7 +15,6 @@ import dataclasses
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,11 +44,14 @@ from edge_sdk.serving.client import parse_url
 from edge_sdk.serving.server import (
     ServeOptions,
     check_environment,
+    free_ports,
     spawn,
     stub_library_path,
 )
 from tests.conftest import ASTRONAUT
 from tests.support.numpy1 import Numpy1UnavailableError, numpy1_python
+
+pytestmark = pytest.mark.slow  # training, calibration, a real server or fuzzing
 
 runner = CliRunner()
 TOLERANCE = 1e-6
@@ -82,16 +84,6 @@ def _server_unavailable() -> str | None:
 
 _UNAVAILABLE = _server_unavailable()
 needs_triton = pytest.mark.skipif(_UNAVAILABLE is not None, reason=_UNAVAILABLE or "")
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -141,7 +133,7 @@ class Served:
 
 def _serve(tmp: Path, *args: str) -> Served:
     """Start `edge-sdk serve ARGS` on free ports (returns once it serves)."""
-    http, grpc, metrics = _free_ports(3)
+    http, grpc, metrics = free_ports(3)
     log = tmp / "serve.log"
     ports = ["--address", "127.0.0.1", "--http-port", str(http), "--grpc-port", str(grpc),
              "--metrics-port", str(metrics)]  # fmt: skip
@@ -594,7 +586,7 @@ def test_server_urls_are_parsed_or_refused() -> None:
 
 def test_an_unreachable_server_is_a_server_error() -> None:
     pytest.importorskip("tritonclient.http", reason="pip install 'edge-sdk[serve]'")
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     for scheme in ("http", "grpc"):
         with pytest.raises(ServerError, match=f"cannot reach the edge-sdk server at {scheme}://"):
             edge_sdk.connect(f"{scheme}://127.0.0.1:{port}", timeout=5)

@@ -41,17 +41,12 @@ from edge_sdk.training import (
     training_provenance,
 )
 
+# The test machine's cores are shared: one torch thread is faster than two contended.
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
+
 SEED = 3
 VA = ("valence", "arousal")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The test machine's cores are shared: one torch thread is faster than two contended."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _face(rng: np.random.Generator, size: int, skin, mouth: str | None = None) -> np.ndarray:
@@ -441,3 +436,27 @@ def test_train_command_fine_tunes_on_a_folder_set_and_prints_each_epoch(tmp_path
         app, ["train", "face-fer7", "--out", str(out), "--data", f"nosuch:{root}"]
     )
     assert unknown.exit_code == 2 and "nosuch" in unknown.output
+
+
+def test_labels_the_model_lacks_fail_or_are_mapped_or_skipped_as_in_check_accuracy(
+    tmp_path: Path,
+) -> None:
+    """IEMOCAP-style data sets carry labels the model lacks (``frustration`` for MELD's
+    classes): an error naming it by default, or mapped / skipped and counted on request."""
+    import shutil
+
+    root = _folder_set(tmp_path / "faces", per_class=6, size=48)
+    shutil.copytree(root / "sad", root / "contempt")
+    out = tmp_path / "fer7.safetensors"
+    common = dict(val_split=0.3, epochs=1, batch_size=8, seed=SEED)
+    with pytest.raises(InputError, match="contempt"):
+        train_on_data("face-fer7", out, f"folder:{root}", **common)
+    skipped = train_on_data("face-fer7", out, f"folder:{root}", unmapped="skip", **common)
+    record = training_provenance(skipped.checkpoint)
+    assert record["unmapped"] == "skip"
+    assert sum(record["samples"].values()) == 12  # the 6 contempt faces are left out
+    mapped = train_on_data("face-fer7", out, f"folder:{root}", label_map={"contempt": "sad"},
+                           **common)  # fmt: skip
+    record = training_provenance(mapped.checkpoint)
+    assert record["label_map"] == {"contempt": "sad"}
+    assert record["samples"]["train"] + record["samples"]["val"] == 18

@@ -20,25 +20,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from edge_sdk.checks.accuracy import check_accuracy
 from edge_sdk.datasets import read_dataset
+from edge_sdk.models.dialog_m2fnet_datasets import dialog_key
 from edge_sdk.training import split_dataset, train_on_data, training_provenance
 from tests.support.media import float_wav
+
+# The test machine's cores are shared: one torch thread is faster than two contended.
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
 SEED = 5
 RATE = 16000
 MELD_CLASSES = ("neutral", "joy", "anger")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The test machine's cores are shared: one torch thread is faster than two contended."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _write_clip(path: Path, frames: np.ndarray, fourcc: str) -> None:
@@ -109,7 +104,8 @@ def test_m2fnet_learns_meld_dialogs_and_bundle_scores_the_same_weighted_f1(
     assert result.provenance["data"]["format"] == "meld"
     bundle = export_family("dialog-m2fnet", tmp_path / "bundle", checkpoint=result.last)
     labels = result.provenance["labels"]
-    val = split_dataset(read_dataset(meld_root, "meld", labels=labels), 0.25, SEED)[1]
+    meld = read_dataset(meld_root, "meld", labels=labels)
+    val = split_dataset(meld, 0.25, SEED, dialog_key)[1]  # whole conversations
     checked = check_accuracy(bundle, val, unmapped="skip")
     assert checked.modality == "dialog"
     assert checked.samples == len(val) == result.provenance["samples"]["val"]

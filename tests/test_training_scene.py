@@ -24,19 +24,14 @@ from edge_sdk.datasets import read_dataset
 from edge_sdk.models.families import get_family
 from edge_sdk.training import split_dataset, state_path, train_on_data, training_provenance
 
+# The test machine's cores are shared: one torch thread is faster than two contended.
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
+
 SEED = 5
 # (x1, y1, x2, y2) of the astronaut's head and shoulders pasted into each scene
 HEAD_CROP = (150, 30, 300, 215)
 CAER_COLOURS = {"anger": (200, 40, 40), "happy": (40, 190, 60), "sad": (40, 60, 200)}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The test machine's cores are shared: one torch thread is faster than two contended."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _scene(astronaut: np.ndarray, colour, rng: np.random.Generator) -> tuple[np.ndarray, tuple]:

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -28,6 +27,7 @@ from typer.testing import CliRunner
 
 from edge_sdk.bundle import BundleWriter, ModelBundle
 from edge_sdk.errors import BundleError, ExportError, InputError
+from edge_sdk.serving.server import free_ports
 from edge_sdk.triton import pbtxt, python_model
 from edge_sdk.triton.pbtxt import ModelConfig, TensorConfig
 from edge_sdk.triton.repository import (
@@ -414,16 +414,6 @@ def _numpy1_env() -> Path:
         pytest.skip(str(exc))
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _start_tritonserver(repo: Path, model: str, work: Path) -> tuple[subprocess.Popen, dict]:
     """The wheel's tritonserver on ``repo`` with only ``model`` loaded; skips with the
     reason (and the server's log) when the binary itself cannot run here."""
@@ -442,7 +432,7 @@ def _start_tritonserver(repo: Path, model: str, work: Path) -> tuple[subprocess.
         shutil.copy(server / "backends" / "python" / name, backend / name)
     shutil.copy(stub, backend / "triton_python_backend_stub")
     env_dir = _numpy1_env()
-    http, grpc, metrics = _free_ports(3)
+    http, grpc, metrics = free_ports(3)
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = os.pathsep.join(
         [libdir, str(root.parent / "nvidia_pytriton.libs"), env.get("LD_LIBRARY_PATH", "")]

@@ -44,6 +44,14 @@ FaceCaf = Annotated[
     typer.Option(help="av-fbp: the face-caf bundle whose per-frame features it trains on and is "
                  "deployed beside (its digest is recorded; another one is refused at load)."),
 ]
+LabelMap = Annotated[
+    list[str] | None,
+    typer.Option(help="DATASET_LABEL=MODEL_LABEL (empty right side: leave it out); repeat. "
+                 "As `check accuracy --label-map`."),
+]
+Unmapped = Annotated[
+    str, typer.Option(help="A data set label the model lacks: error, or skip (counted).")
+]
 InitFrom = Annotated[
     str | None,
     typer.Option(help="Start weights: a checkpoint of this family, or 'fer' (face-fer7)."),
@@ -69,6 +77,8 @@ def train(
     teacher: Teacher = None,
     init_from: InitFrom = None,
     face_caf: FaceCaf = None,
+    label_map: LabelMap = None,
+    unmapped: Unmapped = "error",
 ) -> None:
     """Train a family and write a checkpoint that `export` accepts."""
     check_writable(out, "--out", directory=False)
@@ -79,8 +89,19 @@ def train(
         return
     options = dict(val=val, val_split=val_split, config=config, epochs=epochs,
                    batch_size=batch_size, lr=lr, workers=workers, resume=resume, strict=strict,
-                   device=device, teacher=teacher, init_from=init_from, seed=seed)  # fmt: skip
+                   device=device, teacher=teacher, init_from=init_from, seed=seed,
+                   label_map=_label_map(label_map), unmapped=unmapped)  # fmt: skip
     _train_on_data(family, out, data, epochs, options)
+
+
+def _label_map(items: list[str] | None) -> dict[str, str | None]:
+    """``--label-map`` values, parsed as ``check accuracy`` parses them."""
+    from edge_sdk.checks.accuracy.result import parse_label_map
+
+    try:
+        return parse_label_map(items)
+    except EdgeSDKError as exc:
+        raise fail(exc) from exc
 
 
 def _paired_config(family: str, config: str, face_caf: Path) -> Any:

@@ -88,6 +88,9 @@ class DatasetTraining:
             too costly to repeat every epoch that deployment also does per input
             (scene-cocoer: head boxes from the deployed face detector); samples it cannot
             use are left out and counted in ``context.skipped`` (an error when strict).
+        group: optional sample -> key of the unit it belongs to (dialog-m2fnet: its
+            conversation): a unit is held out or trained on whole and batched whole, in
+            data set order, and ``batch_size`` then counts units.
     """
 
     task: str
@@ -102,6 +105,7 @@ class DatasetTraining:
     model_from_config: Callable[[Any], Any] | None = None
     default_init: str | None = None
     prepare: Callable[[Any, Any, PrepareContext], Any] | None = None
+    group: Callable[[Any], str] | None = None
 
 
 def main_metric_of(training: DatasetTraining, config: Any) -> str:

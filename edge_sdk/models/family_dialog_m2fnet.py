@@ -36,6 +36,7 @@ from edge_sdk.models.dialog_m2fnet_data import IGNORE, mel_config, synthetic_bat
 from edge_sdk.models.dialog_m2fnet_datasets import (
     FORMATS,
     dialog_batch,
+    dialog_key,
     predict_as_deployed,
     preprocessing_for,
 )
@@ -233,6 +234,7 @@ DATASETS = DatasetTraining(
     batch_from_samples=dialog_batch,
     predict=predict_as_deployed,
     main_metric="weighted_f1",  # MELD's headline figure
+    group=dialog_key,  # whole conversations: split, shuffled and batched as units
 )
 
 register_family(

@@ -379,3 +379,18 @@ def endpoints(options: ServeOptions) -> dict[str, str]:
         "health": f"http://{host}:{options.http_port}/v2/health/ready",
         "metrics": f"http://{host}:{options.metrics_port}/metrics",
     }
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct local TCP ports free right now (for ``serve`` in tests and
+    benchmarks; another process may still take one before it is bound)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()

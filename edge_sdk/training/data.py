@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -72,9 +72,10 @@ def parse_source(text: str | DataSource) -> DataSource:
 
 
 def read_source(
-    source: DataSource, training: DatasetTraining, labels: Sequence[str], strict: bool
+    source: DataSource, training: DatasetTraining, labels: Sequence[str], options: Any
 ) -> Dataset:
-    """The samples of ``source`` in the model's label order (or valence/arousal).
+    """The samples of ``source`` in the model's label order (or valence/arousal), with the
+    run's ``strict``, ``label_map`` and ``unmapped`` options.
 
     Raises:
         InputError: a format the family does not train on, or any reader error.
@@ -88,7 +89,9 @@ def read_source(
         source.format,
         labels=tuple(labels),
         split=source.split,
-        missing_files="error" if strict else "skip",
+        label_map=options.label_map or None,
+        unmapped=options.unmapped,
+        missing_files="error" if options.strict else "skip",
     )
 
 
@@ -118,8 +121,11 @@ def in_validation(identifier: str, fraction: float, seed: int) -> bool:
     return int.from_bytes(digest[:8], "big") / 2.0**64 < fraction
 
 
-def split_dataset(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
-    """(train, validation) by :func:`in_validation`; both keep the data set's order.
+def split_dataset(
+    dataset: Dataset, fraction: float, seed: int, group: Callable[[Any], str] | None = None
+) -> tuple[Dataset, Dataset]:
+    """(train, validation) by :func:`in_validation`; both keep the data set's order. With
+    ``group`` the rule is applied to each sample's unit key, so a unit stays whole.
 
     Raises:
         InputError: a fraction outside (0, 1), or a side left empty.
@@ -127,7 +133,10 @@ def split_dataset(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset
     if not 0.0 < fraction < 1.0:
         raise InputError(f"val_split must lie in (0, 1), got {fraction}")
     root = data_root(dataset)
-    held = [in_validation(sample_id(s, root), fraction, seed) for s in dataset.samples]
+    held = [
+        in_validation(group(s) if group else sample_id(s, root), fraction, seed)
+        for s in dataset.samples
+    ]
     val = tuple(s for s, h in zip(dataset.samples, held, strict=True) if h)
     train = tuple(s for s, h in zip(dataset.samples, held, strict=True) if not h)
     if not val or not train:
@@ -287,12 +296,33 @@ class BatchSource:
         return Batch(tensors, good, failures)
 
 
-def batch_plan(count: int, batch_size: int, shuffle_seed: Sequence[int] | None) -> list[list[int]]:
-    """Index lists of ``batch_size`` (the last may be short); shuffled when seeded."""
-    order = np.arange(count)
+def group_units(samples: Sequence[Any], group: Callable[[Any], str] | None) -> list[list[int]]:
+    """Sample indices per unit, units in order of first appearance (one sample each
+    without ``group``)."""
+    if group is None:
+        return [[i] for i in range(len(samples))]
+    units: dict[str, list[int]] = {}
+    for i, sample in enumerate(samples):
+        units.setdefault(group(sample), []).append(i)
+    return list(units.values())
+
+
+def batch_plan(
+    count: int,
+    batch_size: int,
+    shuffle_seed: Sequence[int] | None,
+    units: Sequence[Sequence[int]] | None = None,
+) -> list[list[int]]:
+    """Index lists of ``batch_size`` units (the last may be short); units (default: one
+    sample each) are shuffled when seeded and never split between batches."""
+    grouped = [list(u) for u in units] if units is not None else [[i] for i in range(count)]
+    order = np.arange(len(grouped))
     if shuffle_seed is not None:
-        order = np.random.default_rng(list(shuffle_seed)).permutation(count)
-    return [order[i : i + batch_size].tolist() for i in range(0, count, batch_size)]
+        order = np.random.default_rng(list(shuffle_seed)).permutation(len(grouped))
+    return [
+        [i for u in order[j : j + batch_size] for i in grouped[u]]
+        for j in range(0, len(grouped), batch_size)
+    ]
 
 
 def loader(source: BatchSource, workers: int) -> Any:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ from edge_sdk.training.checkpoints import (
     state_path,
     training_provenance,
 )
-from edge_sdk.training.data import DataSource, batch_plan
+from edge_sdk.training.data import DataSource, batch_plan, group_units
 from edge_sdk.training.run import Run, TrainOptions, dataset_training, start_run
 from edge_sdk.training.validation import DEVICES, evaluate, figures_of
 
@@ -102,6 +102,8 @@ def train_on_data(
     init_from: str | Path | None = None,
     seed: int = 0,
     detector: Any = None,
+    label_map: Mapping[str, str | None] | None = None,
+    unmapped: str = "error",
     on_step: StepCallback | None = None,
     on_epoch: Callable[[EpochSummary], None] | None = None,
 ) -> TrainResult:
@@ -130,6 +132,10 @@ def train_on_data(
         detector: bundle with the MTCNN graphs for families that find faces before the
             first epoch (scene-cocoer on data without head boxes), as ``load(detector=)``;
             None: the default bundle, which a Recognizer would use too.
+        label_map, unmapped: as ``check accuracy`` takes them: data set label -> the
+            model's label (None drops it), and what an unmapped label does (``"error"`` or
+            ``"skip"``, counted). IEMOCAP for dialog-m2fnet: ``{"excited": "joy", ...}``
+            or ``unmapped="skip"`` for frustration and other.
         on_step: ``(step, total steps, loss)`` after each optimiser step.
         on_epoch: an :class:`EpochSummary` after each epoch.
 
@@ -143,6 +149,7 @@ def train_on_data(
         val_split=val_split, config=config, epochs=epochs, batch_size=batch_size, lr=lr,
         workers=workers, resume=resume, strict=strict, device=device, teacher=teacher,
         init_from=init_from, seed=seed, detector=detector,
+        label_map=dict(label_map or {}), unmapped=unmapped,
     )  # fmt: skip
     run = start_run(family, out, data, val, options)
     summaries = []
@@ -186,10 +193,11 @@ def run_epoch(run: Run, epoch: int, on_step: StepCallback | None = None) -> Epoc
 def _train_epoch(run: Run, epoch: int, on_step: StepCallback | None) -> float:
     """One pass over the shuffled training batches; the mean loss."""
     options = run.options
-    steps_per_epoch = -(-len(run.train_set) // options.batch_size)
+    units = group_units(run.train_set.samples, run.models.training.group)
+    steps_per_epoch = -(-len(units) // options.batch_size)
     total_steps = steps_per_epoch * (options.epochs - run.start)
     run.model.train()
-    plan = batch_plan(len(run.train_set), options.batch_size, (options.seed, epoch))
+    plan = batch_plan(len(run.train_set), options.batch_size, (options.seed, epoch), units)
     losses = []
     for _, tensors in run.batches(run.train_set, plan, True, (options.seed, epoch)):
         run.step += 1

@@ -39,6 +39,7 @@ from edge_sdk.training.data import (
     TeacherTable,
     attach_teachers,
     batch_plan,
+    group_units,
     load_teachers,
     loader,
     parse_source,
@@ -68,11 +69,15 @@ class TrainOptions:
     init_from: str | Path | None = None
     seed: int = 0
     detector: Any = None
+    label_map: dict[str, str | None] = field(default_factory=dict)
+    unmapped: str = "error"
 
     def check(self) -> None:
         """InputError for counts and rates out of range."""
         if self.epochs < 1 or self.batch_size < 1 or self.workers < 0 or self.lr <= 0:
             raise InputError("epochs and batch_size must be >= 1, workers >= 0 and lr > 0")
+        if self.unmapped not in ("error", "skip"):
+            raise InputError(f"unmapped must be 'error' or 'skip', got {self.unmapped!r}")
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,8 @@ class Run:
             "data": describe(self.source),
             "validation": validation,
             "labels": list(self.labels),
+            "label_map": dict(o.label_map),
+            "unmapped": o.unmapped,
             "samples": {
                 "train": len(self.train_set),
                 "val": 0 if self.val_set is None else len(self.val_set),
@@ -373,13 +380,15 @@ def _data(
     context: PrepareContext,
 ) -> tuple[Dataset, Dataset | None]:  # fmt: skip
     """(train, validation or None): read, split, then the family's ``prepare`` step."""
-    dataset = read_source(source, training, labels, options.strict)
+    dataset = read_source(source, training, labels, options)
     reader_skips.update(dataset.skipped)
     if val_source is not None:
-        train_set, val_set = dataset, read_source(val_source, training, labels, options.strict)
+        train_set, val_set = dataset, read_source(val_source, training, labels, options)
         reader_skips.update(val_set.skipped)
     elif options.val_split > 0:
-        train_set, val_set = split_dataset(dataset, options.val_split, options.seed)
+        train_set, val_set = split_dataset(
+            dataset, options.val_split, options.seed, training.group
+        )
     else:
         train_set, val_set = dataset, None
     if training.prepare is not None:
@@ -399,7 +408,8 @@ def _pretrain(run: Run) -> None:
     recipe = run.models.recipe
     if recipe is None or recipe.pretrain is None:
         return
-    plan = batch_plan(len(run.train_set), run.options.batch_size, None)
+    units = group_units(run.train_set.samples, run.models.training.group)
+    plan = batch_plan(len(run.train_set), run.options.batch_size, None, units)
     batches = run.batches(run.train_set, plan, False, (run.options.seed, 0))
     run.model.train()
     recipe.pretrain(run.model, (tensors for _, tensors in batches if tensors is not None))

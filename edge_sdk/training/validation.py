@@ -15,7 +15,7 @@ from edge_sdk.datasets.base import MULTILABEL, VALENCE_AROUSAL_TASK, Dataset
 from edge_sdk.errors import DeviceError, InputError
 from edge_sdk.metrics import Metrics, compute_metrics
 from edge_sdk.models.families import DatasetTraining
-from edge_sdk.training.data import BatchSource, batch_plan, loader
+from edge_sdk.training.data import BatchSource, batch_plan, group_units, loader
 from edge_sdk.training.faces import UnreadableSampleError
 
 DEVICES = ("cpu", "cuda")
@@ -94,7 +94,7 @@ def evaluate(
     where = torch_device(device)
     skips = skips or Skips(strict=False)
     model.eval()
-    plan = batch_plan(len(dataset), batch_size, None)
+    plan = batch_plan(len(dataset), batch_size, None, group_units(dataset.samples, training.group))
     source = BatchSource(training, config, dataset.samples, plan, False, (0,))
     predictions, truths = [], []
     with torch.no_grad():
