@@ -55,7 +55,7 @@ def machine() -> str:
 
 def sizes(config: str) -> tuple[int, int, bool]:
     """(d, k, multi_label) of a scene-cocoer config."""
-    from edge_sdk.models.family_scene_cocoer import CONFIGS
+    from edge_sdk.models.scene_cocoer.family import CONFIGS
 
     cfg = CONFIGS[config]
     return cfg.clip_embed_dim, len(cfg.vocabulary), cfg.multi_label

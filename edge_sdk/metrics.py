@@ -20,7 +20,7 @@ Runtime. The definitions follow scikit-learn so that figures agree with publishe
   others, which EMOTIC-style evaluations leave out).
 * Valence/arousal: RMSE, Pearson (PCC) and Lin's concordance (CCC) per dimension, with
   population moments (``ddof=0``), the convention of the torch losses in
-  :mod:`edge_sdk.models.face_caf_losses`, so a training loss and an evaluation figure agree.
+  :mod:`edge_sdk.models.face_caf.losses`, so a training loss and an evaluation figure agree.
 """
 
 from __future__ import annotations

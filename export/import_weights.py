@@ -196,7 +196,7 @@ def import_expclip(
     import torch
 
     from edge_sdk.models.clip_towers import checkpoint_weight_files, tower_fields_from_checkpoint
-    from edge_sdk.models.family_face_expclip import (
+    from edge_sdk.models.face_expclip.family import (
         FAMILY,
         ExpClipConfig,
         ExpClipModel,

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from edge_sdk.models.av_fbp_blocks import (
+from edge_sdk.models.av_fbp.blocks import (
     AudioFCN,
     FactorizedBilinearPooling,
     ScaledAttentionPool,
     signed_sqrt,
 )
-from edge_sdk.models.family_av_fbp import (
+from edge_sdk.models.av_fbp.family import (
     AFEW_LABELS,
     CONFIGS,
     av_fbp_loss,

@@ -19,8 +19,12 @@ from tests.conftest import ASTRONAUT, iou
 pytest.importorskip("tflite", reason="reading .tflite files needs the tflite package")
 litert = pytest.importorskip("ai_edge_litert.interpreter", reason="LiteRT runs the originals")
 
-from edge_sdk.models.blazeface import BlazeFaceNet, load_tflite_weights, parse_tflite  # noqa: E402
-from edge_sdk.models.family_face_blazeface import MODELS, anchor_count  # noqa: E402
+from edge_sdk.models.face_blazeface.family import MODELS, anchor_count  # noqa: E402
+from edge_sdk.models.face_blazeface.network import (  # noqa: E402
+    BlazeFaceNet,
+    load_tflite_weights,
+    parse_tflite,
+)
 from edge_sdk.pipelines.blazeface import (  # noqa: E402
     BlazeFaceDetector,
     decode,

@@ -59,7 +59,9 @@ def test_registry_lists_every_published_layout() -> None:
 def test_data_set_label_orders_are_the_families_orders() -> None:
     pytest.importorskip("torch")
     from edge_sdk.datasets.afew import AFEW_LABELS
-    from edge_sdk.models import family_dialog_m2fnet, family_face_expclip, family_scene_cocoer
+    from edge_sdk.models.dialog_m2fnet import family as family_dialog_m2fnet
+    from edge_sdk.models.face_expclip import family as family_face_expclip
+    from edge_sdk.models.scene_cocoer import family as family_scene_cocoer
 
     assert FER2013_LABELS == FER_LABELS
     assert RAFDB_LABELS == family_face_expclip.RAFDB_LABELS

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from edge_sdk.models.dialog_m2fnet_augment import add_white_noise, time_warp
-from edge_sdk.models.dialog_m2fnet_losses import (
+from edge_sdk.models.dialog_m2fnet.augment import add_white_noise, time_warp
+from edge_sdk.models.dialog_m2fnet.family import TINY
+from edge_sdk.models.dialog_m2fnet.losses import (
     adaptive_margin,
     adaptive_margin_triplet,
     batch_hard_triplets,
@@ -20,14 +21,13 @@ from edge_sdk.models.dialog_m2fnet_losses import (
     pair_similarity,
     variance_loss,
 )
-from edge_sdk.models.dialog_m2fnet_modules import (
+from edge_sdk.models.dialog_m2fnet.modules import (
     M2FAudioEncoder,
     M2FDialog,
     M2FTextEncoder,
     M2FVisualEncoder,
 )
-from edge_sdk.models.dialog_m2fnet_text import EMOTION_WORDS, TINY_VOCAB, tokenize
-from edge_sdk.models.family_dialog_m2fnet import TINY
+from edge_sdk.models.dialog_m2fnet.text import EMOTION_WORDS, TINY_VOCAB, tokenize
 from edge_sdk.preprocess.audio import MelConfig, log_mel
 
 KWARGS = dataclasses.asdict(TINY)
@@ -285,7 +285,7 @@ def test_time_warp_keeps_length_and_moves_frames() -> None:
 
 
 def test_audio_augmentation_is_seeded_in_training_and_off_at_eval() -> None:
-    from edge_sdk.models.family_dialog_m2fnet import make_model, synthetic_batch
+    from edge_sdk.models.dialog_m2fnet.family import make_model, synthetic_batch
 
     config = dataclasses.replace(TINY, modality_dropout=0.0)
     model = make_model(config)

@@ -11,8 +11,15 @@ import pytest
 import torch
 from scipy import stats
 
-from edge_sdk.models import face_caf_metrics as metrics
-from edge_sdk.models.face_caf_losses import (
+from edge_sdk.models.face_caf import metrics
+from edge_sdk.models.face_caf.family import (
+    TINY,
+    CafRegressor,
+    caf_loss,
+    make_model,
+    synthetic_batch,
+)
+from edge_sdk.models.face_caf.losses import (
     TIE_RTOL,
     aknn_confidence,
     av_loss,
@@ -24,13 +31,6 @@ from edge_sdk.models.face_caf_losses import (
     pcc,
     rmse,
     strong_mask,
-)
-from edge_sdk.models.family_face_caf import (
-    TINY,
-    CafRegressor,
-    caf_loss,
-    make_model,
-    synthetic_batch,
 )
 from edge_sdk.models.registry import build_module
 

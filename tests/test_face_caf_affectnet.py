@@ -9,7 +9,7 @@ import pytest
 
 from edge_sdk.datasets.affectnet import AFFECTNET_COLUMNS, read_affectnet_csv, valence_arousal
 from edge_sdk.errors import InputError
-from edge_sdk.models.face_caf_losses import otsu_threshold
+from edge_sdk.models.face_caf.losses import otsu_threshold
 
 HEADER = ",".join(AFFECTNET_COLUMNS)
 ROWS = (

@@ -11,7 +11,7 @@ import torch
 
 from edge_sdk.errors import WeightsError
 from edge_sdk.models import clip_towers
-from edge_sdk.models.family_face_expclip import (
+from edge_sdk.models.face_expclip.family import (
     CONFIGS,
     export_build,
     info_nce,

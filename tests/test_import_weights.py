@@ -166,7 +166,7 @@ def test_clip_tensor_with_a_wrong_key_or_shape_is_refused(clip_dir, tmp_path) ->
     from safetensors.torch import load_file, save_file
 
     from edge_sdk.models.clip_towers import load_vision_tower, tower_fields_from_checkpoint
-    from edge_sdk.models.family_face_expclip import ExpClipConfig
+    from edge_sdk.models.face_expclip.family import ExpClipConfig
 
     state = load_file(str(clip_dir / "model.safetensors"))
     for case, edit, pattern in (

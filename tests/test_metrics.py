@@ -180,7 +180,7 @@ def _check_valence_arousal(seed: int) -> None:
 
 def test_va_metrics_live_in_one_place() -> None:
     from edge_sdk import metrics
-    from edge_sdk.models import face_caf_metrics
+    from edge_sdk.models.face_caf import metrics as face_caf_metrics
 
     assert face_caf_metrics.ccc is metrics.ccc and face_caf_metrics.va_metrics is metrics.va_metrics
     pred, target = (

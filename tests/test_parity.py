@@ -73,7 +73,7 @@ def test_pipeline_boxes_match_torch_pipeline(face_bundle, device, astronaut) -> 
 @pytest.mark.parametrize("graph", ("pnet", "rnet", "onet"))
 def test_detector_graphs_use_the_layout_friendly_forms(face_bundle, graph: str) -> None:
     """PReLU, the face softmax and the Caffe-order flatten are exported in exact forms that
-    ORT keeps in its blocked layout (see edge_sdk.models.mtcnn); a PRelu, Softmax or
+    ORT keeps in its blocked layout (see edge_sdk.models.face_fer7.mtcnn); a PRelu, Softmax or
     Transpose node would put it back on the slow path."""
     import onnx
 

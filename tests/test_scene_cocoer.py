@@ -10,7 +10,8 @@ import pytest
 import torch
 from scipy.special import erf
 
-from edge_sdk.models.family_scene_cocoer import (
+from edge_sdk.models.scene_cocoer.blocks import CrossLevelAttention, PatchEmbedding
+from edge_sdk.models.scene_cocoer.family import (
     CONFIGS,
     EMOTIC_LABELS,
     cocoer_loss,
@@ -21,7 +22,6 @@ from edge_sdk.models.family_scene_cocoer import (
     pretrain_omega,
     synthetic_batch,
 )
-from edge_sdk.models.scene_cocoer_blocks import CrossLevelAttention, PatchEmbedding
 from edge_sdk.preprocess.windows import body_box_from_head, scene_windows
 
 TINY = CONFIGS["tiny"]
@@ -197,7 +197,7 @@ def test_body_box_from_head_is_documented_expansion_clipped() -> None:
 
 
 def test_scene_windows_crop_the_three_boxes() -> None:
-    from edge_sdk.models.family_scene_cocoer import windows_preprocessing
+    from edge_sdk.models.scene_cocoer.family import windows_preprocessing
 
     image = np.zeros((120, 160, 3), dtype=np.uint8)
     image[:, :, 2] = 255  # blue background
@@ -250,7 +250,7 @@ def test_training_pretrains_omega_then_keeps_it_frozen_in_the_main_stage() -> No
 
 
 def test_pseudo_label_depends_on_the_prompt_embeddings_after_pretraining() -> None:
-    from edge_sdk.models.scene_cocoer_losses import pretrain_stage
+    from edge_sdk.models.scene_cocoer.losses import pretrain_stage
 
     batches = [synthetic_batch(TINY, np.random.default_rng(s), 8) for s in (1, 2)]
     image = batches[0]["image"]

@@ -105,7 +105,7 @@ def _affectnet_set(root: Path, count: int, size: int = 40) -> Path:
 
 
 def _caf_config(size: int = 32):
-    from edge_sdk.models.family_face_caf import TINY
+    from edge_sdk.models.face_caf.family import TINY
 
     return dataclasses.replace(TINY, image_size=size, stage_channels=(16, 16, 32))
 
@@ -115,8 +115,8 @@ def test_fer7_fine_tunes_from_fer_weights_to_90_percent_and_exports_a_verified_b
     tmp_path: Path, device
 ) -> None:
     from edge_sdk.checks.verify import verify
+    from edge_sdk.models.face_fer7.family import FER_LABELS, init_classifier
     from edge_sdk.models.families import get_family
-    from edge_sdk.models.family_face_fer7 import FER_LABELS, init_classifier
     from edge_sdk.training import evaluate
     from export.family_export import export_family
 
@@ -181,7 +181,7 @@ def _agreeing_faces(model, config, steps: int = 40) -> np.ndarray:
     from torch.nn import functional as F  # noqa: N812
 
     from edge_sdk.models.clip_towers import encode_prompts
-    from edge_sdk.models.family_face_expclip import face_preprocessing, prompts_for
+    from edge_sdk.models.face_expclip.family import face_preprocessing, prompts_for
 
     prep = face_preprocessing(config)
     mean = torch.tensor(prep.mean).view(1, 3, 1, 1)
@@ -209,7 +209,7 @@ def _agreeing_faces(model, config, steps: int = 40) -> np.ndarray:
 @pytest.fixture(scope="module")
 def expclip_set(tmp_path_factory) -> dict:
     """RAF-DB basic/ layout, an initial checkpoint and a teacher .npz keyed by sample id."""
-    from edge_sdk.models.family_face_expclip import CONFIGS, make_model, recompute_prototypes
+    from edge_sdk.models.face_expclip.family import CONFIGS, make_model, recompute_prototypes
     from edge_sdk.models.training import save_checkpoint
 
     base = tmp_path_factory.mktemp("rafdb")

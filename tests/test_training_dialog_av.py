@@ -23,7 +23,7 @@ import pytest
 
 from edge_sdk.checks.accuracy import check_accuracy
 from edge_sdk.datasets import read_dataset
-from edge_sdk.models.dialog_m2fnet_datasets import dialog_key
+from edge_sdk.models.dialog_m2fnet.datasets import dialog_key
 from edge_sdk.training import split_dataset, train_on_data, training_provenance
 from tests.support.media import float_wav
 
@@ -147,7 +147,7 @@ def face_caf(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def av_trained(tmp_path_factory: pytest.TempPathFactory, afew_root: Path, face_caf):
-    from edge_sdk.models.av_fbp_datasets import pair_face_encoder
+    from edge_sdk.models.av_fbp.datasets import pair_face_encoder
     from export.family_export import export_family
 
     out = tmp_path_factory.mktemp("av")

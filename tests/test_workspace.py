@@ -279,7 +279,7 @@ def test_coordination_changes_predictions_only_through_theta_l(backend: str, mul
 def test_torch_autograd_equals_numpy_analytic_and_training_loss(multi: bool) -> None:
     import torch
 
-    from edge_sdk.models.family_scene_cocoer import level_loss
+    from edge_sdk.models.scene_cocoer.family import level_loss
 
     rng = np.random.default_rng(5)
     theta, outputs = _random_case(rng, batch=16, k=26 if multi else 7, d=32, multi=multi)
@@ -289,7 +289,7 @@ def test_torch_autograd_equals_numpy_analytic_and_training_loss(multi: bool) -> 
     by_numpy = Workspace(theta, multi_label=multi, backend="numpy").update(outputs)
     for name, value in by_torch.to_arrays().items():
         np.testing.assert_allclose(by_numpy.to_arrays()[name], value, rtol=1e-10, atol=1e-12)
-    # f_m is the training loss L(s_m, y_t) of edge_sdk.models.family_scene_cocoer for one row.
+    # f_m is the training loss L(s_m, y_t) of edge_sdk.models.scene_cocoer.family for one row.
     stacked = torch.tensor(np.stack([theta[m] for m in LEVELS]))
     for row in range(3):
         for m, name in enumerate(("z_c", "z_b", "z_h")):

@@ -109,7 +109,7 @@ def _paired_config(family: str, config: str, face_caf: Path) -> Any:
     if family != "av-fbp":
         raise fail(InputError("--face-caf applies to av-fbp only"))
     try:
-        from edge_sdk.models.av_fbp_datasets import pair_face_encoder
+        from edge_sdk.models.av_fbp.datasets import pair_face_encoder
 
         return pair_face_encoder(config, face_caf)
     except ImportError as exc:

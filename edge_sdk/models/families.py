@@ -20,7 +20,9 @@ from edge_sdk.errors import EdgeSDKError
 from edge_sdk.int8_policy import DEFAULT_INT8_POLICY, Int8Policy
 from edge_sdk.manifest import GraphSpec, Preprocessing, WeightSource
 
-FAMILY_MODULE_PREFIX = "family_"  # edge_sdk/models/family_*.py register one family each
+# edge_sdk/models/<package>/family.py registers one family each (face_caf/ -> face-caf); the
+# package also holds that family's other modules, the shared ones sit beside this file.
+FAMILY_MODULE = "family"
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,12 @@ class DatasetTraining:
         group: optional sample -> key of the unit it belongs to (dialog-m2fnet: its
             conversation): a unit is held out or trained on whole and batched whole, in
             data set order, and ``batch_size`` then counts units.
+        deploy_settings: optional config -> {name: config}: inference-time settings that
+            do not change the weights (CocoER's workspace step η). Each validation scores
+            every one and the checkpoint records the best, so the exported bundle runs
+            what validation measured.
+        predict_settings: with ``deploy_settings``: (model, batch, configs) -> one
+            ``predict`` answer per config, the graphs run once.
     """
 
     task: str
@@ -106,6 +114,8 @@ class DatasetTraining:
     default_init: str | None = None
     prepare: Callable[[Any, Any, PrepareContext], Any] | None = None
     group: Callable[[Any], str] | None = None
+    deploy_settings: Callable[[Any], dict[str, Any]] | None = None
+    predict_settings: Callable[[Any, dict[str, Any], list[Any]], list[np.ndarray]] | None = None
 
 
 def main_metric_of(training: DatasetTraining, config: Any) -> str:
@@ -214,11 +224,15 @@ def register_family(family: Family) -> Family:
     return family
 
 
+def _family_module_file(package: str) -> Path:
+    """Where the module registering the family of ``package`` (``face_caf``) would be."""
+    return Path(__file__).parent / package / f"{FAMILY_MODULE}.py"
+
+
 def load_family_modules() -> None:
-    """Import every ``edge_sdk/models/family_*.py``; adding a family touches no list."""
-    package = Path(__file__).parent
-    for module in sorted(package.glob(f"{FAMILY_MODULE_PREFIX}*.py")):
-        importlib.import_module(f"edge_sdk.models.{module.stem}")
+    """Import every ``edge_sdk/models/<package>/family.py``; adding a family touches no list."""
+    for found in sorted(Path(__file__).parent.glob(f"*/{FAMILY_MODULE}.py")):
+        importlib.import_module(f"edge_sdk.models.{found.parent.name}.{FAMILY_MODULE}")
 
 
 def families() -> tuple[Family, ...]:
@@ -230,13 +244,14 @@ def families() -> tuple[Family, ...]:
 def get_family(name: str) -> Family:
     """Look a family up by name; unknown names list the known ones.
 
-    The family's own module (``family_<name>.py``) is imported first: looking one family
-    up, e.g. to refuse an option it does not take, must not import every other family's
-    PyTorch code (seconds on a small device).
+    The family's own module (``<name>/family.py``, dashes as underscores: ``face-caf`` ->
+    ``face_caf/family.py``) is imported first, and the family packages' ``__init__`` files
+    import nothing: looking one family up, e.g. to refuse an option it does not take, must
+    not import every other family's PyTorch code (seconds on a small device).
     """
-    own = f"{FAMILY_MODULE_PREFIX}{name.replace('-', '_')}"
-    if own.isidentifier() and (Path(__file__).parent / f"{own}.py").is_file():
-        importlib.import_module(f"edge_sdk.models.{own}")
+    own = name.replace("-", "_")
+    if own.isidentifier() and _family_module_file(own).is_file():
+        importlib.import_module(f"edge_sdk.models.{own}.{FAMILY_MODULE}")
     if name in _FAMILIES:
         return _FAMILIES[name]
     known = {f.name: f for f in families()}

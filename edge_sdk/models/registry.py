@@ -12,8 +12,9 @@ from typing import Any
 
 from edge_sdk.errors import BundleError
 
-# Shared building blocks that register architectures; family modules are found by name.
-_DEFINING_MODULES = ("edge_sdk.models.mtcnn", "edge_sdk.models.mini_xception")
+# Networks defined outside a family module (face-fer7's MTCNN, whose graphs every face
+# pipeline's detector runs, and mini-XCEPTION); family modules are found by name.
+_DEFINING_MODULES = ("edge_sdk.models.face_fer7.mtcnn", "edge_sdk.models.face_fer7.mini_xception")
 _ARCHITECTURES: dict[str, Callable[..., Any]] = {}
 
 

@@ -1,6 +1,6 @@
 """BlazeFace detection: letterbox, one network call, anchor decoding, weighted NMS.
 
-The network (a ``face-blazeface`` bundle graph, :mod:`edge_sdk.models.family_face_blazeface`)
+The network (a ``face-blazeface`` bundle graph, :mod:`edge_sdk.models.face_blazeface.family`)
 returns MediaPipe's raw tensors; everything around it is numpy here, the same whatever
 runtime ran the graph. :class:`BlazeFaceDetector` has the interface of
 :class:`~edge_sdk.pipelines.detector.MTCNNDetector` (``detect(image, timings)`` ->
@@ -414,7 +414,7 @@ AUTO_FRAME_SIDE = 640
 def _full_range_floor() -> float:
     """Smallest face (px) BlazeFace full range finds in an AUTO_FRAME_SIDE-wide frame, as the
     family records it (``min_face_fraction``)."""
-    from edge_sdk.models.family_face_blazeface import MODELS
+    from edge_sdk.models.face_blazeface.family import MODELS
 
     return MODELS["full"].min_face_fraction * AUTO_FRAME_SIDE
 

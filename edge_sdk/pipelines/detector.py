@@ -7,7 +7,7 @@ the networks differ. Boxes are (x1, y1, x2, y2) in pixels of the input image.
 Where the time goes (512x512 astronaut, ORT CPU, 2 cores, ``benchmarks/face.py``): P-Net
 ~50% of detection, R-Net ~30% (a third of it cropping 137 candidates), the pyramid ~13%.
 The nets' graphs are exported in forms that keep ORT in its blocked conv layout (see
-:mod:`edge_sdk.models.mtcnn`); what is left in P-Net is mostly the convolutions and the
+:mod:`edge_sdk.models.face_fer7.mtcnn`); what is left in P-Net is mostly the convolutions and the
 per-channel PReLU passes over the 306x306 first level. What this module does and does
 not do, as measured:
 

@@ -111,7 +111,7 @@ class EncodedUtterance:
 
 def check_tokenizer(record: Mapping[str, Any], text_model: str) -> None:
     """Refuse a bundle whose tokenizer differs from the one this SDK would tokenize with."""
-    from edge_sdk.models.dialog_m2fnet_text import minilm_dir, tiny_tokenizer_json
+    from edge_sdk.models.dialog_m2fnet.text import minilm_dir, tiny_tokenizer_json
 
     kind = record.get("kind")
     if kind == "inline":
@@ -165,7 +165,7 @@ class DialogPipeline(AudioPipeline):
 
     # ------------------------------------------------------------------------------ encoding
     def _texts(self, utterances: Sequence[Utterance], rows: list[int]) -> np.ndarray:
-        from edge_sdk.models.dialog_m2fnet_text import tokenize
+        from edge_sdk.models.dialog_m2fnet.text import tokenize
 
         texts = [utterances[i].text or "" for i in rows]
         tokens = tokenize(texts, self.text_model, self.max_tokens)

@@ -51,7 +51,7 @@ from edge_sdk.training.checkpoints import (
 )
 from edge_sdk.training.data import DataSource, batch_plan, group_units
 from edge_sdk.training.run import Run, TrainOptions, dataset_training, start_run
-from edge_sdk.training.validation import DEVICES, evaluate, figures_of
+from edge_sdk.training.validation import DEVICES, evaluate, evaluate_settings, figures_of
 
 StepCallback = Callable[[int, int, float], None]
 
@@ -168,17 +168,14 @@ def run_epoch(run: Run, epoch: int, on_step: StepCallback | None = None) -> Epoc
     loss = _train_epoch(run, epoch, on_step)
     figures: dict[str, float] = {}
     if run.val_set is not None:
-        run.last_metrics = evaluate(
-            run.model, run.training, run.config, run.val_set, batch_size=options.batch_size,
-            workers=options.workers, device=options.device, skips=run.skips,
-        )  # fmt: skip
+        _validate(run)
         figures = figures_of(run.last_metrics)
     run.history.append({"epoch": epoch, "loss": loss, "figures": figures})
     main = figures.get(run.main_metric, float("nan"))
     previous = run.best_figures.get(run.main_metric)
     improved = previous is None or not np.isfinite(previous)
     if run.val_set is None or improved or (np.isfinite(main) and main > previous):
-        run.best_epoch, run.best_figures = epoch, figures
+        run.best_epoch, run.best_figures, run.best_config = epoch, figures, run.deploy_config
         run.best_snapshot = (
             copy.deepcopy(run.model.state_dict()),
             copy.deepcopy(run.optimiser.state_dict()),
@@ -188,6 +185,21 @@ def run_epoch(run: Run, epoch: int, on_step: StepCallback | None = None) -> Epoc
         epoch, options.epochs, loss, figures, run.best_epoch, run.best_figures,
         len(run.skips.sources), time.perf_counter() - began,
     )  # fmt: skip
+
+
+def _validate(run: Run) -> None:
+    """Score the model on the validation set; with the family's ``deploy_settings``, score
+    each and keep the best for the checkpoint (:func:`evaluate_settings`)."""
+    options = run.options
+    common = dict(batch_size=options.batch_size, workers=options.workers,
+                  device=options.device, skips=run.skips)  # fmt: skip
+    if run.training.deploy_settings is None:
+        run.last_metrics = evaluate(run.model, run.training, run.config, run.val_set, **common)
+        return
+    name, run.deploy_config, run.last_metrics, figures = evaluate_settings(
+        run.model, run.training, run.config, run.val_set, run.main_metric, **common
+    )
+    run.settings = {"chosen": name, run.main_metric: figures}
 
 
 def _train_epoch(run: Run, epoch: int, on_step: StepCallback | None) -> float:
@@ -219,7 +231,8 @@ def finish(run: Run, summaries: list[EpochSummary]) -> TrainResult:
     """Write the best checkpoint (and the last one again, with the final figures)."""
     epochs = run.options.epochs
     if run.best_snapshot is not None:
-        run.write(run.out, run.best_snapshot[0], run.best_snapshot[1], run.best_epoch)
+        run.write(run.out, run.best_snapshot[0], run.best_snapshot[1], run.best_epoch,
+                  run.best_config)  # fmt: skip
     else:  # resumed, and no later epoch beat the earlier best: rewrite it with final figures
         resumed = run.resumed
         earlier = [p for p in (run.out, Path(resumed.get("best_checkpoint", run.out)))

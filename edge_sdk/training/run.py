@@ -181,6 +181,11 @@ class Run:
     best_figures: dict[str, float] = field(default_factory=dict)
     best_snapshot: tuple[dict[str, Any], dict[str, Any]] | None = None
     last_metrics: Any = None
+    # deploy_settings: the config written with the weights (the validated setting), per
+    # the last validation and per the best epoch's
+    deploy_config: Any = None
+    best_config: Any = None
+    settings: dict[str, Any] = field(default_factory=dict)
     step: int = 0
 
     @property
@@ -244,6 +249,7 @@ class Run:
             if self.teachers is None
             else {"file": self.teachers.path.name, "sha256": self.teachers.sha256},
             "optimizer": optimizer_record(self.optimiser, o),
+            "deploy_settings": self.settings,
         }
 
     def run_meta(self, epoch: int, checkpoint: Path) -> dict[str, Any]:
@@ -261,9 +267,14 @@ class Run:
             "pretrain": self.pretrained,
         }
 
-    def write(self, path: Path, state: dict[str, Any], opt: dict[str, Any], epoch: int) -> None:
-        """A checkpoint with its provenance, and its optimiser sidecar."""
-        config_json = self.models.config_json(self.config)
+    def write(
+        self, path: Path, state: dict[str, Any], opt: dict[str, Any], epoch: int,
+        config: Any = None,
+    ) -> None:  # fmt: skip
+        """A checkpoint with its provenance, and its optimiser sidecar; ``config`` (default:
+        the last validated deployment setting, else the run's) goes with the weights."""
+        chosen = config if config is not None else self.deploy_config
+        config_json = self.models.config_json(chosen if chosen is not None else self.config)
         write_state(path, self.name, state, config_json, self.provenance(epoch))
         save_state(state_path(path), self.name, opt, self.run_meta(epoch, path))
 

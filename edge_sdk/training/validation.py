@@ -89,6 +89,46 @@ def evaluate(
     or valence/arousal); :func:`edge_sdk.metrics.compute_metrics` scores them, the function
     ``check accuracy`` uses.
     """
+    answers, truth = _answers(model, training, config, dataset, None,
+                              batch_size=batch_size, workers=workers, device=device,
+                              skips=skips)  # fmt: skip
+    return _score(training, config, dataset, answers[0], truth)
+
+
+def evaluate_settings(
+    model: Any,
+    training: DatasetTraining,
+    config: Any,
+    dataset: Dataset,
+    main_metric: str,
+    **options: Any,
+) -> tuple[str, Any, Metrics, dict[str, float]]:
+    """(best setting's name, its config, its metrics, main figure per setting) over the
+    family's ``deploy_settings``; ties go to the first listed (the specification's default)."""
+    settings = training.deploy_settings(config)  # type: ignore[misc]
+    configs = list(settings.values())
+    answers, truth = _answers(model, training, config, dataset, configs, **options)
+    scored = [_score(training, c, dataset, a, truth) for c, a in zip(configs, answers, strict=True)]
+    figures = {name: figures_of(m).get(main_metric, float("nan"))
+               for name, m in zip(settings, scored, strict=True)}  # fmt: skip
+    best = max(range(len(configs)), key=lambda i: (np.nan_to_num(list(figures.values())[i],
+                                                                nan=-np.inf), -i))  # fmt: skip
+    return list(settings)[best], configs[best], scored[best], figures
+
+
+def _answers(
+    model: Any,
+    training: DatasetTraining,
+    config: Any,
+    dataset: Dataset,
+    configs: list[Any] | None,
+    *,
+    batch_size: int = 32,
+    workers: int = 0,
+    device: str = "cpu",
+    skips: Skips | None = None,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Answers per config (one list without ``configs``) and the truth, batch by batch."""
     import torch
 
     where = torch_device(device)
@@ -96,18 +136,27 @@ def evaluate(
     model.eval()
     plan = batch_plan(len(dataset), batch_size, None, group_units(dataset.samples, training.group))
     source = BatchSource(training, config, dataset.samples, plan, False, (0,))
-    predictions, truths = [], []
+    per_config: list[list[np.ndarray]] = [[] for _ in configs or [None]]
+    truths = []
     with torch.no_grad():
         for batch in loader(source, workers):
             skips.note(batch.failures)
             if batch.tensors is None:
                 continue
-            answer = training.predict(model, to_device(batch.tensors, where))
-            predictions.append(np.asarray(answer))
+            tensors = to_device(batch.tensors, where)
+            if configs is None:
+                found = [training.predict(model, tensors)]
+            else:
+                found = training.predict_settings(model, tensors, configs)  # type: ignore[misc]
+            for answers, answer in zip(per_config, found, strict=True):
+                answers.append(np.asarray(answer))
             truths.append(truth_of(dataset, batch.indices))
-    if not predictions:
+    if not truths:
         raise InputError(f"no validation sample of {dataset.path} could be read")
-    labels = training.labels(config)
-    return compute_metrics(
-        dataset.task, np.concatenate(truths), np.concatenate(predictions), labels=labels
-    )
+    return [np.concatenate(a) for a in per_config], np.concatenate(truths)
+
+
+def _score(
+    training: DatasetTraining, config: Any, dataset: Dataset, answers: np.ndarray, truth: Any
+) -> Metrics:
+    return compute_metrics(dataset.task, truth, answers, labels=training.labels(config))

@@ -40,7 +40,7 @@ G; any fixed flattening gives the same G Gᵀ and δ.
 * Level loss f_m = L(s_m, y_t): soft-target cross-entropy -Σ_j y_tj log softmax(s_m)_j (softmax
   families) or the mean over the k classes of the binary cross-entropy with logits (sigmoid,
   multi-label), i.e. the same L as the training loss
-  (:func:`edge_sdk.models.family_scene_cocoer.level_loss`) for one sample.
+  (:func:`edge_sdk.models.scene_cocoer.family.level_loss`) for one sample.
 * Gradients: G_m = ∇_{θ_l^m} f_m, obtained by autograd in the torch backend (the reference,
   no formula assumed) and analytically in the numpy backend: G_m = e_m z_mᵀ with
   e_m = ∂f_m/∂s_m = p_m Σ_j y_tj - y_t (softmax; = p_m - y_t when y_t sums to one) or

@@ -24,7 +24,7 @@ inputs of θ_l, and ``level_logits`` (batch, 3, k) in c, b, h order, before F) a
 ``levels`` graph's safetensors (``heads.<level>.predict.weight``).
 
 Training objective: :func:`cocoer_loss` = L_hier + L_t + alpha L_ω, in
-:mod:`edge_sdk.models.scene_cocoer_losses` (with F, L(s, t), :func:`omega_loss` and
+:mod:`edge_sdk.models.scene_cocoer.losses` (with F, L(s, t), :func:`omega_loss` and
 :func:`pretrain_omega`, importable from here as before).
 """
 
@@ -63,17 +63,22 @@ from edge_sdk.models.families import (
     register_family,
 )
 from edge_sdk.models.registry import register_architecture
-from edge_sdk.models.scene_cocoer_blocks import (
+from edge_sdk.models.scene_cocoer.blocks import (
     CrossLevelAttention,
     LevelBackbone,
     LevelHead,
     PatchEmbedding,
 )
-from edge_sdk.models.scene_cocoer_losses import activate, cocoer_loss, pretrain_stage
-from edge_sdk.models.scene_cocoer_losses import level_loss as level_loss  # re-exported
-from edge_sdk.models.scene_cocoer_losses import omega_loss as omega_loss  # re-exported
-from edge_sdk.models.scene_cocoer_losses import pretrain_omega as pretrain_omega  # re-exported
-from edge_sdk.models.scene_cocoer_losses import targets as targets  # re-exported
+from edge_sdk.models.scene_cocoer.losses import activate, cocoer_loss, pretrain_stage
+from edge_sdk.models.scene_cocoer.losses import level_loss as level_loss  # re-exported
+from edge_sdk.models.scene_cocoer.losses import omega_loss as omega_loss  # re-exported
+from edge_sdk.models.scene_cocoer.losses import pretrain_omega as pretrain_omega  # re-exported
+from edge_sdk.models.scene_cocoer.losses import targets as targets  # re-exported
+from edge_sdk.models.scene_cocoer.settings import (
+    cocoer_deploy_settings,
+    cocoer_predict,
+    cocoer_predict_settings,
+)
 from edge_sdk.preprocess.windows import WINDOW_NAMES
 
 FAMILY = "scene-cocoer"
@@ -277,7 +282,7 @@ class CocoErModel(nn.Module):
 
 def make_model(config: CocoErConfig) -> CocoErModel:
     """The training model, ω at the identity: the recipe's ``pretrain`` stage
-    (:func:`~edge_sdk.models.scene_cocoer_losses.pretrain_stage`) fits and freezes it before
+    (:func:`~edge_sdk.models.scene_cocoer.losses.pretrain_stage`) fits and freezes it before
     the main stage."""
     return CocoErModel(config)
 
@@ -427,26 +432,6 @@ def cocoer_batch(
     return batch
 
 
-def cocoer_predict(model: CocoErModel, batch: dict[str, torch.Tensor]) -> np.ndarray:
-    """(n, k) what the scene pipeline reports per person: both graphs, then the workspace
-    (torch backend, the reference a Recognizer runs with torch installed) on their outputs."""
-    from edge_sdk.workspace import Workspace
-
-    config = model.config
-    with torch.no_grad():
-        z_c, z_b, z_h, level_logits = model.levels(batch["context"], batch["body"], batch["head"])
-        y_t, z_t = model.alignment(batch["image"])
-    outputs = {"z_c": z_c, "z_b": z_b, "z_h": z_h, "level_logits": level_logits,
-               "y_t": y_t, "z_t": z_t}  # fmt: skip
-    theta = {m: model.levels.heads[m].predict.weight.detach().cpu().numpy() for m in WINDOW_NAMES}
-    workspace = Workspace(
-        theta, multi_label=config.multi_label, eta=config.workspace_eta,
-        labels=config.vocabulary, backend="torch",
-    )  # fmt: skip
-    result = workspace.update({k: v.detach().cpu().numpy() for k, v in outputs.items()})
-    return np.asarray(result.probabilities, dtype=np.float64)
-
-
 DATASETS = DatasetTraining(
     task="classification",
     formats=("caer-s", "emotic"),
@@ -455,6 +440,8 @@ DATASETS = DatasetTraining(
     predict=cocoer_predict,
     main_metric=cocoer_main_metric,
     prepare=cocoer_prepare,
+    deploy_settings=cocoer_deploy_settings,
+    predict_settings=cocoer_predict_settings,
 )
 
 

@@ -6,7 +6,7 @@ separable CNN, global average pool, linear + LayerNorm to the latent) -> f_r (sm
 audio-video family can reuse this encoder for per-frame face features.
 
 Training adds a critic f_c on the latent features and the losses of
-:mod:`edge_sdk.models.face_caf_losses`. The paper alternates critic and encoder updates;
+:mod:`edge_sdk.models.face_caf.losses`. The paper alternates critic and encoder updates;
 :class:`TrainingRecipe` wants one scalar, so :func:`caf_loss` isolates gradients instead:
 
 * L_AV trains encoder + f_r (the critic does not see it);
@@ -46,7 +46,7 @@ from torch.func import functional_call
 
 from edge_sdk.datasets.samples import Sample
 from edge_sdk.manifest import DimRange, GraphSpec, Preprocessing, TensorSpec
-from edge_sdk.models.face_caf_losses import (
+from edge_sdk.models.face_caf.losses import (
     av_loss,
     critic_loss,
     fisher_ipm_squared,

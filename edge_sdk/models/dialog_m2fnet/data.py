@@ -4,7 +4,7 @@ Every modality of an utterance encodes its label (an emotion word in the text, a
 audio, a tint and stripes in the video), and each goes through the same tokenizer and log-mel
 front-end that deployment uses, so the training recipe, the export checks and INT8
 calibration see inputs of the real shapes and ranges. Kept apart from
-:mod:`edge_sdk.models.family_dialog_m2fnet`, which registers the family, because the three
+:mod:`edge_sdk.models.dialog_m2fnet.family`, which registers the family, because the three
 generators are most of the family's code.
 """
 
@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edge_sdk.models.dialog_m2fnet_modules import M2FNetConfig
-from edge_sdk.models.dialog_m2fnet_modules import mel_config as mel_config  # re-exported
-from edge_sdk.models.dialog_m2fnet_text import EMOTION_WORDS, FILLER_WORDS, tokenize
+from edge_sdk.models.dialog_m2fnet.modules import M2FNetConfig
+from edge_sdk.models.dialog_m2fnet.modules import mel_config as mel_config  # re-exported
+from edge_sdk.models.dialog_m2fnet.text import EMOTION_WORDS, FILLER_WORDS, tokenize
 from edge_sdk.preprocess.audio import log_mel
 
 IGNORE = -100  # label of padded utterances

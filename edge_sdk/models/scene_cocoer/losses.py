@@ -14,7 +14,7 @@ by the recipe's stage before the main one (:func:`pretrain_stage`, Eq. 10; the t
 through ``TrainingRecipe.pretrain``) and frozen, so alpha L_ω carries no gradient in the default
 recipe (it reports how well the frozen alignment fits); unfreezing ω (``requires_grad_``)
 trains it jointly through this term. Kept apart from the graphs in
-:mod:`edge_sdk.models.family_scene_cocoer` so the workspace and its tests can name the maths
+:mod:`edge_sdk.models.scene_cocoer.family` so the workspace and its tests can name the maths
 without the model code.
 """
 
@@ -34,7 +34,7 @@ OMEGA_STEPS = 200
 OMEGA_LR = 1e-2
 
 if TYPE_CHECKING:
-    from edge_sdk.models.family_scene_cocoer import CocoErConfig, CocoErModel
+    from edge_sdk.models.scene_cocoer.family import CocoErConfig, CocoErModel
 
 
 def activate(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:

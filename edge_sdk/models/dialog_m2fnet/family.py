@@ -14,11 +14,11 @@ extractors first and then the dialog model; we optimise the sum jointly so one r
 trains everything, and keep the extractor term small (0.1) so it shapes the features
 without outweighing the task loss. In training mode the audio log-mels are augmented as the
 paper does (time warping and additive white Gaussian noise, seeded by the trainer's torch
-seed; :mod:`edge_sdk.models.dialog_m2fnet_augment`); evaluation, export and deployment see
+seed; :mod:`edge_sdk.models.dialog_m2fnet.augment`); evaluation, export and deployment see
 the log-mels unchanged.
 
-The synthetic training dialogs are in :mod:`edge_sdk.models.dialog_m2fnet_data` and the
-graphs' specs and export examples in :mod:`edge_sdk.models.dialog_m2fnet_graphs`; their names
+The synthetic training dialogs are in :mod:`edge_sdk.models.dialog_m2fnet.data` and the
+graphs' specs and export examples in :mod:`edge_sdk.models.dialog_m2fnet.graphs`; their names
 are importable from here as before.
 """
 
@@ -32,24 +32,24 @@ import torch
 
 from edge_sdk.errors import WeightsError
 from edge_sdk.int8_policy import Int8Policy
-from edge_sdk.models.dialog_m2fnet_data import IGNORE, mel_config, synthetic_batch
-from edge_sdk.models.dialog_m2fnet_datasets import (
+from edge_sdk.models.dialog_m2fnet.data import IGNORE, mel_config, synthetic_batch
+from edge_sdk.models.dialog_m2fnet.datasets import (
     FORMATS,
     dialog_batch,
     dialog_key,
     predict_as_deployed,
     preprocessing_for,
 )
-from edge_sdk.models.dialog_m2fnet_graphs import (
+from edge_sdk.models.dialog_m2fnet.graphs import (
     audio_examples,
     dialog_examples,
     graph_specs,
     text_examples,
     visual_examples,
 )
-from edge_sdk.models.dialog_m2fnet_losses import extractor_loss
-from edge_sdk.models.dialog_m2fnet_modules import FAMILY, M2FNet, M2FNetConfig
-from edge_sdk.models.dialog_m2fnet_text import (
+from edge_sdk.models.dialog_m2fnet.losses import extractor_loss
+from edge_sdk.models.dialog_m2fnet.modules import FAMILY, M2FNet, M2FNetConfig
+from edge_sdk.models.dialog_m2fnet.text import (
     load_minilm_state,
     minilm_bert_fields,
     minilm_source,

@@ -6,7 +6,7 @@ IEMOCAP utterances, regrouped into their dialogs in utterance order and cut, lik
 one row of the batch. Every modality is prepared as :class:`edge_sdk.pipelines.dialog.
 DialogPipeline` prepares it at run time, with the same functions:
 
-* text: the bundle's tokenizer (:func:`~edge_sdk.models.dialog_m2fnet_text.tokenize`); empty
+* text: the bundle's tokenizer (:func:`~edge_sdk.models.dialog_m2fnet.text.tokenize`); empty
   or whitespace-only text is an absent modality (``Utterance.modalities``);
 * audio: the utterance's WAV (``media_of``: the sample's ``.wav``, else ``<clip stem>.wav``
   beside its clip, as ``check accuracy`` finds it) through ``audio_log_mel`` with the
@@ -17,7 +17,7 @@ DialogPipeline` prepares it at run time, with the same functions:
   cut by ``face_tensor`` under the bundle's Preprocessing, face areas over frame area.
 
 Training batches get the paper's audio augmentation inside the model (training mode only,
-:mod:`edge_sdk.models.dialog_m2fnet_augment`). :func:`predict_as_deployed` runs the four
+:mod:`edge_sdk.models.dialog_m2fnet.augment`). :func:`predict_as_deployed` runs the four
 parts as the pipeline chains its four graphs (the audio encoder once per group of equal
 length, unpadded), so validation scores what ``check accuracy`` scores on the bundle:
 weighted F1, WAR and UAR over utterances.
@@ -37,8 +37,8 @@ from torch import Tensor
 from edge_sdk.datasets.samples import Sample
 from edge_sdk.errors import InputError
 from edge_sdk.manifest import Preprocessing
-from edge_sdk.models.dialog_m2fnet_data import IGNORE
-from edge_sdk.models.dialog_m2fnet_modules import M2FNet, M2FNetConfig, mel_config
+from edge_sdk.models.dialog_m2fnet.data import IGNORE
+from edge_sdk.models.dialog_m2fnet.modules import M2FNet, M2FNetConfig, mel_config
 
 FORMATS = ("meld", "iemocap")
 IMAGE_MEAN = (0.5, 0.5, 0.5)
@@ -181,7 +181,7 @@ def dialog_batch(
 
     ``augment`` needs nothing here: the model augments the log-mels in training mode.
     """
-    from edge_sdk.models.dialog_m2fnet_text import tokenize
+    from edge_sdk.models.dialog_m2fnet.text import tokenize
     from edge_sdk.pipelines.dialog_input import Utterance
 
     rows = dialog_chunks(samples, config.max_utterances)

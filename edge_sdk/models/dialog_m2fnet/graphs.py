@@ -4,7 +4,7 @@
 ``dialog`` over the running dialog; each spec names its dynamic dimensions with their
 min/opt/max profile, and each graph gets examples at three sizes. The exporter traces a graph
 on its first example, which has no dynamic size of 1: the legacy tracer could otherwise bake
-it into reshapes (attention over 1 utterance). :func:`edge_sdk.models.family_dialog_m2fnet.
+it into reshapes (attention over 1 utterance). :func:`edge_sdk.models.dialog_m2fnet.family.
 export_build` pairs these with the trained modules.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.manifest import DimRange, GraphSpec, TensorSpec
-from edge_sdk.models.dialog_m2fnet_modules import FAMILY, M2FNetConfig
+from edge_sdk.models.dialog_m2fnet.modules import FAMILY, M2FNetConfig
 
 Examples = tuple[dict[str, np.ndarray], ...]
 

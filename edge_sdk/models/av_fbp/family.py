@@ -35,8 +35,8 @@ from torch.nn import functional as F  # noqa: N812
 
 from edge_sdk.datasets.afew import AFEW_LABELS  # class order = AFEW emotion folders
 from edge_sdk.manifest import DimRange, GraphSpec, TensorSpec
-from edge_sdk.models.av_fbp_blocks import AudioFCN, FactorizedBilinearPooling, ScaledAttentionPool
-from edge_sdk.models.av_fbp_datasets import (  # the graphs' profiles are the adapter's too
+from edge_sdk.models.av_fbp.blocks import AudioFCN, FactorizedBilinearPooling, ScaledAttentionPool
+from edge_sdk.models.av_fbp.datasets import (  # the graphs' profiles are the adapter's too
     AUDIO_SECONDS,  # noqa: F401 - importable from here as before
     DATASETS,
     VIDEO_FRAMES,

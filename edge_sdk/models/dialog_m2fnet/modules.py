@@ -73,7 +73,7 @@ class M2FNetConfig:
     dropout: float = 0.0
     # training
     modality_dropout: float = 0.15
-    # audio augmentation in training (dialog_m2fnet_augment): SpecAugment time warp of up to
+    # audio augmentation in training (dialog_m2fnet.augment): SpecAugment time warp of up to
     # this fraction of the frames, AWGN at an SNR drawn in this dB range (() = no noise)
     audio_time_warp: float = 0.1
     audio_noise_snr_db: tuple[float, ...] = (10.0, 30.0)
@@ -422,7 +422,7 @@ class M2FNet(nn.Module):
 
     def augmented_mel(self, mel: Tensor, frame_mask: Tensor) -> Tensor:
         """The paper's audio augmentation (time warp + AWGN) on a training batch's log-mels."""
-        from edge_sdk.models.dialog_m2fnet_augment import augment_log_mel
+        from edge_sdk.models.dialog_m2fnet.augment import augment_log_mel
 
         return augment_log_mel(
             mel,
