@@ -239,6 +239,23 @@ _INT8_POLICY = object_of(
         "quantize_outputs": boolean,
     },
 )
+# One BlazeFace graph's decoding settings (edge_sdk.pipelines.blazeface).
+_BLAZEFACE_ENTRY = object_of(
+    {
+        "input_size": integer(16, 1024),
+        "strides": list_of(integer(1, 1024), min_len=1, max_len=16),
+        "anchors_per_layer": integer(1, 64),
+        "min_score": number(0.0, 1.0),
+        "nms_iou": number(0.0, 1.0),
+        "min_face_fraction": number(0.0, 1.0),
+        "resize": one_of({"letterbox"}, "resize rule"),
+    },
+    {
+        "keypoints": list_of(string(min_len=1, max_len=MAX_NAME), max_len=64),
+        "source": _FREE_TEXT,
+    },
+)
+_DIGEST = string(pattern=re.compile("sha256:[0-9a-f]{64}"), what="sha256:<64 hex digits>")
 # Free-form, but what the SDK reads from it is checked like any other field.
 _CONFIG = object_of(
     {},
@@ -253,6 +270,20 @@ _CONFIG = object_of(
             },
         ),
         "int8_policy": _INT8_POLICY,
+        "blazeface": mapping(_BLAZEFACE_ENTRY, key=_GRAPH_NAME, max_len=16),
+        "detector_default": _GRAPH_NAME,
+        # CocoER's workspace: η is chosen on validation and travels with the weights
+        "workspace": object_of(
+            {},
+            {"eta": number(0.0, 100.0), "levels": list_of(_GRAPH_NAME, max_len=16)},
+            open_ended=True,
+        ),
+        # av-fbp: the per-frame face features it was trained on
+        "face_features": object_of(
+            {"dim": integer(1, 65536)},
+            {"encoder_digest": nullable(_DIGEST), "encoder_family": nullable(_NAME)},
+            open_ended=True,
+        ),
         "tokenizer": object_of(
             {"kind": one_of({"inline", "package"}, "tokenizer kind")},
             {

@@ -93,6 +93,41 @@ def test_detector_config_values_are_checked_at_load(
         ModelBundle.load(bundle_copy)
 
 
+_BLAZEFACE_ENTRY = {"input_size": 192, "strides": [4], "anchors_per_layer": 1, "min_score": 0.5,
+                    "nms_iou": 0.3, "min_face_fraction": 0.05, "resize": "letterbox"}
+
+
+def _config(**values: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda d: d["config"].update(values)
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "message"),
+    [
+        # BlazeFace decoding: a string size failed in int() with a bare ValueError; a score
+        # threshold above 1 silently found no face
+        (_config(blazeface={"blazeface_full": {**_BLAZEFACE_ENTRY, "input_size": "192"}}),
+         r"config.blazeface.blazeface_full.input_size", "expected an integer"),
+        (_config(blazeface={"blazeface_full": {**_BLAZEFACE_ENTRY, "min_score": 2.0}}),
+         r"config.blazeface.blazeface_full.min_score", r"\[0, 1\]"),
+        (_config(blazeface={"blazeface_full": {**_BLAZEFACE_ENTRY, "strides": []}}),
+         r"config.blazeface.blazeface_full.strides", "entr"),
+        # CocoER's workspace step (chosen on validation) and av-fbp's encoder pairing
+        (_config(workspace={"eta": "1.0"}), "config.workspace.eta", "expected a number"),
+        (_config(workspace={"eta": -1.0}), "config.workspace.eta", r"\[0, 100\]"),
+        (_config(face_features={"dim": 128, "encoder_digest": "abc"}),
+         "config.face_features.encoder_digest", "sha256"),
+        (_config(face_features={"dim": 0}), "config.face_features.dim", r"\[1, 65536\]"),
+    ],
+)
+def test_family_config_values_the_runtime_reads_are_checked_at_load(
+    bundle_copy: Path, edit, field: str, message: str
+) -> None:
+    _edit(bundle_copy, edit)
+    with pytest.raises(ManifestError, match=f"^{field}: .*{message}"):
+        ModelBundle.load(bundle_copy)
+
+
 def test_labels_count_other_than_the_class_outputs_is_refused(bundle_copy: Path) -> None:
     """Six labels for seven scores: predict failed with ``ValueError: zip()``."""
     _edit(bundle_copy, lambda d: d.update(labels=d["labels"][:6]))
