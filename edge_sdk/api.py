@@ -124,7 +124,7 @@ class Recognizer:
         self.bundles = tuple(opened)
         self.bundle = opened[0]
         self.device = device or DeviceProbe().probe()
-        options = {"workspace": workspace}
+        options = {"workspace": workspace, "detector": detector}
         self.pipelines: list[Any] = []
         self._detector: FaceDetector | None = None
         try:

@@ -45,3 +45,15 @@ def test_unknown_detector_name_is_an_input_error() -> None:
         edge_sdk.load(detector="yolo")
     done = CliRunner().invoke(app, ["predict", str(ASTRONAUT), "--detector", "yolo"])
     assert done.exit_code == 2 and "unknown detector" in done.output
+
+
+def test_a_named_detector_leaves_the_bundles_mtcnn_graphs_unopened() -> None:
+    """With ``detector="blazeface-full"`` face-fer7's P/R/O-Net sessions were opened too
+    (memory and start-up time for graphs that never ran)."""
+    with edge_sdk.load(detector="blazeface-full") as recognizer:
+        assert set(recognizer.backends) == {"detector/blazeface_full", "face-fer7/classifier"}
+        fer7 = recognizer.pipelines[0]
+        assert fer7.detector is None and set(fer7.backends) == {"classifier"}
+        with pytest.raises(InputError, match="named detector"):
+            fer7.predict(str(ASTRONAUT))
+        assert recognizer.predict(str(ASTRONAUT)).faces[0].label == "happy"

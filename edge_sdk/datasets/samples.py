@@ -76,6 +76,11 @@ class Sample:
         """The first media file, or None for inline pixels."""
         return self.paths[0] if self.paths else None
 
+    def face_box(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """The face box a "faces given" run cuts: the sample's own, else the whole image
+        (aligned-face data sets, FER2013 rows, folder crops)."""
+        return self.box if self.box is not None else (0.0, 0.0, float(width), float(height))
+
 
 @dataclass(frozen=True)
 class Dataset:

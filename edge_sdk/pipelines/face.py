@@ -23,6 +23,7 @@ import numpy as np
 
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo
+from edge_sdk.errors import InputError
 from edge_sdk.manifest import Manifest, Preprocessing
 from edge_sdk.pipelines.base import GraphPipeline
 from edge_sdk.pipelines.common import Sessions, Timer, describe, open_graphs, run_batched
@@ -328,9 +329,21 @@ class FacePipeline(GraphPipeline):
     stage = "classify"
     feature_dim = None
     opens = GRAPHS
+    options = ("detector",)
     result_fields = ("label", "probabilities")
     columns = ()  # label and p are the table's own columns
     accuracy_task = TASK_CATEGORIES
+
+    def __init__(self, *args: Any, detector: Any = None, **kwargs: Any) -> None:
+        """GraphPipeline's arguments; a detector *name* (``load(detector="auto")``) means
+        the Recognizer opens that one, so the bundle's MTCNN graphs are not opened."""
+        self._own_detector = not isinstance(detector, str)
+        super().__init__(*args, **kwargs)
+
+    def graph_names(self, manifest: Manifest) -> tuple[str, ...]:
+        if self._own_detector:
+            return self.opens
+        return tuple(n for n in self.opens if n not in DETECTOR_GRAPHS)
 
     def configure(self, manifest: Manifest) -> None:
         self.classifier_prep = manifest.preprocessing["classifier"]
@@ -339,9 +352,11 @@ class FacePipeline(GraphPipeline):
         return detector_threads()
 
     def start(self, bundle: ModelBundle, backend: str | None) -> None:
-        self.detector = _detector(bundle, self.sessions)
+        self.detector = _detector(bundle, self.sessions) if self._own_detector else None
         self.classifier = self.sessions["classifier"]
-        self.detector_backends = {n: self.backends[n] for n in DETECTOR_GRAPHS}
+        self.detector_backends = {
+            n: self.backends[n] for n in DETECTOR_GRAPHS if n in self.backends
+        }
 
     def classify(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Class probabilities (n, k) for face boxes in an RGB uint8 image."""
@@ -369,4 +384,7 @@ class FacePipeline(GraphPipeline):
 
     def predict(self, image: ImageInput, *, color: str = "rgb") -> FacePrediction:
         """Detect and classify every face in one image."""
+        if self.detector is None:
+            raise InputError("this face-fer7 pipeline was opened without its detector "
+                             "(a named detector replaced it): predict through the Recognizer")
         return analyze_faces(image, self.detector, (self,), self.backends, color=color)

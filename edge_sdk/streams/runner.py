@@ -2,7 +2,7 @@
 
 :class:`StreamRunner` turns timed frames (:class:`~edge_sdk.streams.frames.TimedFrame`) into
 per-frame results. On frame 0, every ``detect_every``-th frame after the last detection, and
-on any frame where a shown face's template match fails, the Recognizer's shared MTCNN
+on any frame where a shown face's template match fails, the Recognizer's shared face
 detector runs and the :class:`~edge_sdk.streams.tracking.FaceTracker` pairs its boxes with
 the tracks; on the other frames the tracker carries the boxes (template match + Kalman).
 Every shown box, detected or carried, then goes through the Recognizer's face heads (the

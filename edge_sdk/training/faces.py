@@ -35,8 +35,7 @@ class UnreadableSampleError(InputError):
 def face_box(sample: Sample, pixels: np.ndarray) -> np.ndarray:
     """(1, 4) float32 box: the sample's face box, else the whole image (as ``faces=given``)."""
     height, width = pixels.shape[:2]
-    box = sample.box if sample.box is not None else (0.0, 0.0, float(width), float(height))
-    return np.asarray([box], dtype=np.float32)
+    return np.asarray([sample.face_box(width, height)], dtype=np.float32)
 
 
 def face_input(sample: Sample, prep: Preprocessing) -> np.ndarray:

@@ -76,9 +76,8 @@ def _given_face(route: Route, sample: Sample) -> Answer:
 
     pixels = load_image(image_of(sample))
     height, width = pixels.shape[:2]
-    box = sample.box if sample.box is not None else (0.0, 0.0, float(width), float(height))
     found = Detections(
-        boxes=np.asarray([box], dtype=np.float32),
+        boxes=np.asarray([sample.face_box(width, height)], dtype=np.float32),
         scores=np.ones(1, dtype=np.float32),
         landmarks=np.zeros((1, 5, 2), dtype=np.float32),
     )
