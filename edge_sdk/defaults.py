@@ -7,13 +7,13 @@ concurrent first runs never see a half-written bundle.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from edge_sdk.bundle import ModelBundle
+from edge_sdk.cache_paths import cache_dir
 from edge_sdk.errors import BundleError
 from edge_sdk.version import __version__
 
@@ -25,12 +25,6 @@ DEFAULT_FAMILY = "face-fer7"
 # Revision 6: recorded PyTorch outputs (GRAPH.reference.npz) and weights_state.
 # Revision 7: the family's INT8 policy in the manifest (config["int8_policy"]).
 EXPORT_REVISION = 7
-
-
-def cache_dir() -> Path:
-    """Where exported default bundles live: ``$EDGE_SDK_HOME`` or ``~/.cache/edge-sdk``."""
-    configured = os.environ.get("EDGE_SDK_HOME")
-    return Path(configured) if configured else Path.home() / ".cache" / "edge-sdk"
 
 
 def default_bundle_dir(family: str = DEFAULT_FAMILY) -> Path:

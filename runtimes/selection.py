@@ -14,6 +14,11 @@ faster depends on the graph, its shapes and the CPU (``benchmarks/cpu_runtimes.p
 only the candidates they cover, among the places those candidates already hold: OpenVINO
 measured faster than ORT CPU takes ORT CPU's place and ORT CPU moves to OpenVINO's, while
 an unmeasured candidate (TensorRT ahead of both) keeps its place.
+
+:func:`open_graph` measures by itself (:mod:`runtimes.measured`): for a graph fed one
+steady shape it times the leading CPU candidates once per machine, each with default and
+one thread, caches the figures, and opens the fastest when it beats the static choice by
+10%. ``EDGE_SDK_SELECTION=static`` keeps the static order.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import BackendError
 from edge_sdk.manifest import CPU_INT8_TARGET, Artifact, Manifest
 from runtimes.base import Backend, Session, all_backends, get_backend
+from runtimes.measured import MARGIN, Choice, choose, selection_mode
 
 log = logging.getLogger(__name__)
 _PRECISION_ORDER = {"int8": 0, "fp16": 1, "fp32": 2}
@@ -97,26 +103,27 @@ def _reorder_measured(
     ordered: list[Candidate], measured: Mapping[tuple[str, str], float]
 ) -> list[Candidate]:
     """Sort the usable candidates ``measured`` covers by their latency, each taking one of
-    the places the group held in the static order; all others stay where they were."""
+    the places the group held in the static order; all others stay where they were. The
+    static first keeps the lead unless beaten by :data:`runtimes.measured.MARGIN`."""
     slots = [
-        i
-        for i, c in enumerate(ordered)
-        if c.usable and (c.backend, c.artifact.path) in measured
+        i for i, c in enumerate(ordered) if c.usable and (c.backend, c.artifact.path) in measured
     ]
-    group = sorted(
-        (ordered[i] for i in slots), key=lambda c: measured[(c.backend, c.artifact.path)]
-    )
+    if not slots:
+        return ordered
+
+    def ms(candidate: Candidate) -> float:
+        return measured[(candidate.backend, candidate.artifact.path)]
+
+    group = sorted((ordered[i] for i in slots), key=ms)
+    static = ordered[slots[0]]
+    if ms(group[0]) * MARGIN >= ms(static):
+        group.remove(static)
+        group.insert(0, static)
     result = list(ordered)
     for slot, candidate in zip(slots, group, strict=True):
-        if candidate is not result[slot]:
-            ms = measured[(candidate.backend, candidate.artifact.path)]
-            candidate = Candidate(
-                candidate.backend,
-                candidate.artifact,
-                True,
-                f"{candidate.reason}; measured {ms:.3g} ms here, moved by measurement",
-            )
-        result[slot] = candidate
+        moved = ", moved by measurement" if candidate is not result[slot] else ""
+        reason = f"{candidate.reason}; measured {ms(candidate):.3g} ms here{moved}"
+        result[slot] = Candidate(candidate.backend, candidate.artifact, True, reason)
     return result
 
 
@@ -136,15 +143,49 @@ def open_graph(
     ``measured`` latencies reorder the candidates they cover (see :func:`rank_candidates`).
     """
     candidates = rank_candidates(
-        bundle.manifest, graph_name, device, backend=backend, precision=precision,
+        bundle.manifest,
+        graph_name,
+        device,
+        backend=backend,
+        precision=precision,
         measured=measured,
     )
     usable = [c for c in candidates if c.usable]
     if not usable:
         reasons = "; ".join(f"{c.backend}/{c.artifact.precision}: {c.reason}" for c in candidates)
         raise BackendError(f"no backend can run graph {graph_name!r} here ({reasons or 'none'})")
-    chosen = usable[0]
-    log.info("graph %s -> %s (%s)", graph_name, chosen.backend, chosen.reason)
-    return get_backend(chosen.backend).open(
-        bundle, bundle.manifest.graph(graph_name), chosen.artifact, threads=threads
-    )
+    first = usable[0]
+    name, artifact, hint, reason = first.backend, first.artifact, threads, first.reason
+    choice = _measured_choice(bundle, graph_name, usable, device, threads, measured)
+    if choice is not None:
+        variant, reason = choice.variant, choice.reason()
+        name, artifact, hint = variant.backend, variant.artifact, variant.threads
+    log.info("graph %s -> %s (%s)", graph_name, name, reason)
+    return get_backend(name).open(bundle, bundle.manifest.graph(graph_name), artifact, threads=hint)
+
+
+def cpu_candidates(usable: list[Candidate]) -> list[tuple[str, Artifact]]:
+    """The usable candidates that run on the CPU and lead the order (an accelerator ranked
+    first means nothing is compared), as ``(backend, artifact)`` pairs."""
+    out = []
+    for candidate in usable:
+        if getattr(get_backend(candidate.backend), "needs_gpu", True):
+            break
+        out.append((candidate.backend, candidate.artifact))
+    return out
+
+
+def _measured_choice(
+    bundle: ModelBundle,
+    graph_name: str,
+    usable: list[Candidate],
+    device: DeviceInfo,
+    threads: int | None,
+    measured: Mapping[tuple[str, str], float] | None,
+) -> Choice | None:
+    """Selection by measurement (:mod:`runtimes.measured`) unless the caller passed its own
+    ``measured`` figures or ``EDGE_SDK_SELECTION=static``."""
+    if measured or selection_mode() != "measured":
+        return None
+    candidates = cpu_candidates(usable)
+    return choose(bundle, bundle.manifest.graph(graph_name), candidates, device, threads)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -10,6 +11,11 @@ import pytest
 
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo, DeviceProbe
+
+# Selection by measurement opens the CPU runtime that is fastest on the machine at hand, so
+# backend names would differ between machines: the suite pins the static order, and
+# tests/test_measured_selection.py turns measurement on where it tests it.
+os.environ["EDGE_SDK_SELECTION"] = "static"
 
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "examples" / "astronaut.png"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -15,26 +15,42 @@ from edge_sdk.cli.common import JsonTables, check_writable, default_bundle
 from edge_sdk.errors import EdgeSDKError, InputError
 from edge_sdk.reports.tables import fit, ranking_table
 
+if TYPE_CHECKING:
+    from edge_sdk.bundle import ModelBundle
+    from edge_sdk.device import DeviceInfo
+    from runtimes.selection import Candidate
+
 
 def devices(
     bundle: Annotated[
         Path | None, typer.Option(help="Rank backends for this bundle; default: built-in.")
     ] = None,
     as_json: JsonTables = False,
+    measure: Annotated[
+        bool,
+        typer.Option(
+            "--measure",
+            help="Time the CPU runtimes on each steady-shape graph now (kept for later runs).",
+        ),
+    ] = False,
 ) -> None:
-    """Show this device and, per graph, the ranked backends with the reason for each."""
+    """Show this device and, per graph, the ranked backends with the reason for each.
+
+    CPU runtimes measured on this machine (on first use, or now with ``--measure``) are
+    ranked by their figures."""
     from edge_sdk.bundle import ModelBundle
     from edge_sdk.device import DeviceProbe
     from runtimes.base import all_backends
-    from runtimes.selection import rank_candidates
 
     try:
         info = DeviceProbe().probe()
         opened = ModelBundle.load(bundle) if bundle else default_bundle(quiet=as_json)
+        ranking = {
+            g.name: measured_ranking(opened, g.name, info, measure) for g in opened.manifest.graphs
+        }
     except EdgeSDKError as exc:
         raise fail(exc) from exc
     manifest = opened.manifest
-    ranking = {g.name: rank_candidates(manifest, g.name, info) for g in manifest.graphs}
     if as_json:
         payload = {
             "device": info.to_dict(),
@@ -73,6 +89,25 @@ def devices(
     device_table.add_row("fingerprint", info.fingerprint)
     console.print(fit(device_table))
     console.print(fit(ranking_table(manifest.family, ranking)))
+
+
+def measured_ranking(
+    bundle: ModelBundle, graph: str, info: DeviceInfo, measure: bool
+) -> list[Candidate]:
+    """The graph's candidates ranked with this machine's cached timings (timed now first
+    when ``measure``), as ``open_graph`` would pick; the static order where
+    ``EDGE_SDK_SELECTION=static`` and nothing is timed now."""
+    from runtimes.measured import cached_timings, choose, selection_mode
+    from runtimes.selection import cpu_candidates, rank_candidates
+
+    static = rank_candidates(bundle.manifest, graph, info)
+    if not measure and selection_mode() == "static":
+        return static
+    candidates = cpu_candidates([c for c in static if c.usable])
+    if measure and candidates:
+        choose(bundle, bundle.manifest.graph(graph), candidates, info, remeasure=True)
+    timings = cached_timings(candidates, info)
+    return rank_candidates(bundle.manifest, graph, info, measured=timings) if timings else static
 
 
 def export(
