@@ -105,6 +105,11 @@ class OrtBackend:
     automatic: bool = True
     formats: frozenset[str] = frozenset({"onnx"})
 
+    @property
+    def cpu_runtime(self) -> bool:
+        """Runs on the host CPU, so selection by measurement may time it against others."""
+        return not self.needs_gpu
+
     def is_available(self) -> bool:
         if importlib.util.find_spec("onnxruntime") is None:
             return False

@@ -227,6 +227,11 @@ class OpenVinoBackend:
         if self.device not in DEVICES:
             raise BackendError(f"unknown OpenVINO device {self.device!r}; known: {DEVICES}")
 
+    @property
+    def cpu_runtime(self) -> bool:
+        """Runs on the host CPU (the ``CPU`` device), so selection by measurement may time it."""
+        return self.device == "CPU"
+
     def is_available(self) -> bool:
         if not importable("openvino"):
             return False

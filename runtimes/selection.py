@@ -166,10 +166,11 @@ def open_graph(
 
 def cpu_candidates(usable: list[Candidate]) -> list[tuple[str, Artifact]]:
     """The usable candidates that run on the CPU and lead the order (an accelerator ranked
-    first means nothing is compared), as ``(backend, artifact)`` pairs."""
+    first means nothing is compared), as ``(backend, artifact)`` pairs. A backend says so
+    with a true ``cpu_runtime`` attribute; reference backends (torch) have none."""
     out = []
     for candidate in usable:
-        if getattr(get_backend(candidate.backend), "needs_gpu", True):
+        if not getattr(get_backend(candidate.backend), "cpu_runtime", False):
             break
         out.append((candidate.backend, candidate.artifact))
     return out

@@ -201,3 +201,12 @@ def test_devices_measure_ranks_by_this_machines_figures(face_bundle, measured_mo
     assert [r["backend"] for r in json.loads(again.output)["ranking"]["classifier"]] == [
         r["backend"] for r in ranking["classifier"]
     ]
+
+
+def test_only_host_cpu_runtimes_are_timed() -> None:
+    cpu = {name for name in ("ort-cpu", "openvino") if get_backend(name).cpu_runtime}
+    assert cpu == {"ort-cpu", "openvino"}
+    for name in ("ort-cuda", "ort-tensorrt", "openvino-gpu", "openvino-npu", "openvino-auto"):
+        assert not get_backend(name).cpu_runtime, name
+    for name in ("torch", "torch-recorded"):  # references: no attribute, never timed
+        assert not getattr(get_backend(name), "cpu_runtime", False)
