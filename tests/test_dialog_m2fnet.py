@@ -17,6 +17,7 @@ from edge_sdk.models.dialog_m2fnet.losses import (
     adaptive_margin_triplet,
     batch_hard_triplets,
     covariance_loss,
+    mined_triplet_loss,
     pair_distance,
     pair_similarity,
     variance_loss,
@@ -122,6 +123,16 @@ def test_batch_hard_mining_matches_brute_force() -> None:
     got = list(zip(anchors.tolist(), pos.tolist(), neg.tolist(), strict=True))
     assert got == expected
     assert 8 not in anchors.tolist()
+
+
+def test_a_batch_without_labelled_utterances_mines_nothing_and_costs_zero() -> None:
+    """All utterances unlabelled (a dialog whose classes were all mapped away) used to
+    crash argmax on an empty matrix."""
+    z = torch.zeros((0, 4), requires_grad=True)
+    anchors, pos, neg = batch_hard_triplets(z, torch.zeros(0, dtype=torch.long))
+    assert anchors.numel() == pos.numel() == neg.numel() == 0
+    loss = mined_triplet_loss(z, torch.zeros(0, dtype=torch.long))
+    assert float(loss) == 0.0 and loss.requires_grad
 
 
 def test_faces_are_area_weighted_summed_and_max_pooled() -> None:

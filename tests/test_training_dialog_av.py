@@ -35,7 +35,6 @@ RATE = 16000
 MELD_CLASSES = ("neutral", "joy", "anger")
 
 
-
 def _write_clip(path: Path, frames: np.ndarray, fourcc: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     height, width = frames.shape[1:3]
@@ -114,6 +113,79 @@ def test_m2fnet_learns_meld_dialogs_and_bundle_scores_the_same_weighted_f1(
         assert checked.metrics.scores[name] == pytest.approx(last[name], abs=0.005), name
 
 
+# --------------------------------------------------------------------------- IEMOCAP
+# Code -> the word its utterances say (words of the tiny text encoder's vocabulary; the
+# edge size reads any English through MiniLM's tokenizer). IEMOCAP's classes are not MELD's
+# (the model's): the test maps happiness and excited to joy and drops frustration, as a user
+# would with ``train --label-map happiness=joy,excited=joy,frustration=``.
+IEMOCAP_WORDS = {"neu": "neutral", "ang": "anger", "sad": "sadness", "hap": "joy",
+                 "exc": "joy", "fru": "fear"}  # fmt: skip
+IEMOCAP_MAP = {"happiness": "joy", "excited": "joy", "frustration": None}
+
+
+def _iemocap(root: Path, dialogs: int = 36) -> Path:
+    """``IEMOCAP_full_release/Session{1,2}``: per dialog an EmoEvaluation file (turns out of
+    time order, evaluator lines, some ``xxx`` turns), its transcription and one WAV a turn."""
+    rng = np.random.default_rng(13)
+    fillers = ("i", "you", "so", "well", "okay", "really", "then", "what")
+    for session in (1, 2):
+        base = root / f"Session{session}"
+        for d in range(dialogs):
+            dialog = f"Ses0{session}F_impro{d:02d}"
+            evaluation, transcript = (
+                ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""],
+                [],
+            )
+            turns = int(rng.integers(3, 6))
+            for u in rng.permutation(turns):
+                turn = f"{dialog}_{'FM'[u % 2]}{u:03d}"
+                code = list(IEMOCAP_WORDS)[int(rng.integers(0, len(IEMOCAP_WORDS)))]
+                start = 2.0 * u + 0.5
+                label = "xxx" if rng.random() < 0.1 else code
+                evaluation += [f"[{start:.4f} - {start + 1.5:.4f}]\t{turn}\t{label}\t"
+                               "[2.5000, 3.0000, 2.5000]", "C-E2:\tNeutral;\t()", ""]  # fmt: skip
+                words = list(rng.choice(fillers, size=3))
+                words.insert(int(rng.integers(0, 4)), IEMOCAP_WORDS[code])
+                transcript.append(f"{turn} [{start:08.4f}-{start + 1.5:08.4f}]: {' '.join(words)}")
+                wav = base / "sentences" / "wav" / dialog / f"{turn}.wav"
+                wav.parent.mkdir(parents=True, exist_ok=True)
+                wav.write_bytes(float_wav(_tone(300, 0.3, rng), RATE))
+            for folder, lines in (("EmoEvaluation", evaluation), ("transcriptions", transcript)):
+                path = base / "dialog" / folder / f"{dialog}.txt"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def test_m2fnet_trains_on_iemocap_sessions_with_a_label_map_and_bundle_scores_the_same(
+    tmp_path: Path,
+) -> None:
+    """Leave-one-session-out as published (train Session1, validate Session2), IEMOCAP's
+    classes mapped onto the model's: the model beats chance clearly, the mapping and drops
+    are recorded, and check_accuracy on the bundle with the same map gives the same figures."""
+    from export.family_export import export_family
+
+    root = _iemocap(tmp_path / "IEMOCAP_full_release")
+    result = train_on_data(
+        "dialog-m2fnet", tmp_path / "m2f.safetensors", f"iemocap:{root}#Session1",
+        val=f"iemocap:{root}#Session2", label_map=IEMOCAP_MAP, unmapped="skip",
+        epochs=20, batch_size=16, lr=5e-3, seed=SEED,
+    )  # fmt: skip
+    last = result.history[-1].figures
+    # 4 classes left (neutral, anger, sadness, joy); the majority class is 36% of Session2.
+    # Seeds 5, 6 and 7 ended at 0.99-1.0 on the AMD EPYC.
+    assert last["war"] > 0.8, result.history
+    record = result.provenance
+    assert record["data"]["format"] == "iemocap" and record["label_map"] == IEMOCAP_MAP
+    bundle = export_family("dialog-m2fnet", tmp_path / "bundle", checkpoint=result.last)
+    val = read_dataset(root, "iemocap", split="Session2")
+    checked = check_accuracy(bundle, val, label_map=IEMOCAP_MAP, unmapped="skip")
+    assert checked.modality == "dialog" and checked.failed == 0
+    assert checked.samples == record["samples"]["val"]
+    for name in ("weighted_f1", "war", "uar"):
+        assert checked.metrics.scores[name] == pytest.approx(last[name], abs=0.005), name
+
+
 # --------------------------------------------------------------------------- AFEW
 AFEW_CLASSES = {"Angry": 220.0, "Happy": 520.0, "Sad": 1100.0}  # class -> tone frequency
 
@@ -183,9 +255,7 @@ def test_av_fbp_learns_afew_tones_and_bundle_beside_its_face_caf_scores_the_same
     assert fused.graph == "audio_video" and fused.frames_used == 2
 
 
-def test_av_fbp_records_the_face_caf_digest_in_checkpoint_and_bundle(
-    face_caf, av_trained
-) -> None:
+def test_av_fbp_records_the_face_caf_digest_in_checkpoint_and_bundle(face_caf, av_trained) -> None:
     """The face bundle's digest travels: checkpoint config -> manifest; no local path."""
     import json
 
@@ -228,9 +298,7 @@ def _retrained_caf(tmp_path: Path):
     from tests.support.bundles import CONFIG_CHANGES
 
     spec = get_family("face-caf")
-    config = dataclasses.replace(
-        spec.recipe.configs["tiny"], **CONFIG_CHANGES.get("face-caf", {})
-    )
+    config = dataclasses.replace(spec.recipe.configs["tiny"], **CONFIG_CHANGES.get("face-caf", {}))
     batches = synthetic_batches(spec.recipe, config, seed=9, batch_size=4, count=2)
     model, _ = train(spec, config, batches, epochs=1, lr=3e-3, seed=1)
     return write_bundle("face-caf", spec.recipe.export_build(model, config), tmp_path / "caf2")

@@ -74,6 +74,9 @@ def batch_hard_triplets(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Ten
     """
     with torch.no_grad():
         n = embeddings.shape[0]
+        if n == 0:  # a batch whose every utterance is unlabelled (e.g. all mapped away)
+            empty = torch.zeros(0, dtype=torch.long, device=embeddings.device)
+            return empty, empty, empty
         dist = pair_distance(embeddings[:, None, :], embeddings[None, :, :])
         same = labels[:, None] == labels[None, :]
         eye = torch.eye(n, dtype=torch.bool, device=embeddings.device)
