@@ -22,6 +22,7 @@ Rules, each for a reason:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import statistics
 import time
@@ -32,10 +33,10 @@ import numpy as np
 
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo
-from edge_sdk.errors import BackendError, InputError
+from edge_sdk.errors import BackendError, EdgeSDKError, InputError
 from edge_sdk.manifest import Artifact, GraphSpec
 from edge_sdk.reference_outputs import REFERENCE_FORMAT, decode_examples
-from runtimes.base import get_backend
+from runtimes.base import Session, get_backend
 from runtimes.timing_cache import TimingCache, machine_key, timing_key
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ class Choice:
     def reason(self) -> str:
         """Why this variant: the figures, fastest first."""
         figures = ", ".join(
-            f"{v.label()} {ms:.3g} ms" for v, ms in sorted(self.timings.items(), key=lambda i: i[1])
+            f"{v.label()} {ms:.3g} ms" if math.isfinite(ms) else f"{v.label()} failed"
+            for v, ms in sorted(self.timings.items(), key=lambda i: i[1])
         )
         return f"measured here: {figures}"
 
@@ -116,8 +118,8 @@ def variants(
 
 def pick(ordered: Sequence[Variant], timings: dict[Variant, float]) -> Variant:
     """The fastest timed variant if it beats the first timed one (the static choice) by
-    :data:`MARGIN`, else that first one."""
-    timed = [v for v in ordered if v in timings]
+    :data:`MARGIN`, else that first one (``inf``: could not run, never picked)."""
+    timed = [v for v in ordered if math.isfinite(timings.get(v, math.inf))]
     if not timed:
         raise BackendError("no variant could be timed")
     static, fastest = timed[0], min(timed, key=lambda v: timings[v])
@@ -152,35 +154,44 @@ def measurement_feeds(bundle: ModelBundle, graph: GraphSpec) -> dict[str, np.nda
 def time_variants(
     bundle: ModelBundle, graph: GraphSpec, chosen: Sequence[Variant], rounds: int = ROUNDS
 ) -> dict[Variant, float]:
-    """Median ms per variant on :func:`measurement_feeds`, calls interleaved
-    so load from other processes spreads over all variants. A variant that fails to open
-    or run is logged and left out."""
+    """Median ms per variant on :func:`measurement_feeds`, calls interleaved so load from
+    other processes spreads over all variants. A variant that fails to open or run is
+    logged and gets ``inf`` (cached like a figure, so it is not tried again and again)."""
     feeds = measurement_feeds(bundle, graph)
-    sessions = {}
-    samples: dict[Variant, list[float]] = {}
+    sessions: dict[Variant, Session] = {}
+    samples: dict[Variant, list[float]] = {v: [] for v in chosen}
+    failed: set[Variant] = set()
+
+    def drop(variant: Variant, exc: Exception) -> None:
+        log.warning("cannot time %s for %s: %s", variant.label(), graph.name, exc)
+        failed.add(variant)
+        session = sessions.pop(variant, None)
+        if session is not None:
+            session.close()
+
     try:
         for variant in chosen:
             try:
-                session = get_backend(variant.backend).open(
+                sessions[variant] = get_backend(variant.backend).open(
                     bundle, graph, variant.artifact, threads=variant.threads
                 )
-                sessions[variant] = session
                 for _ in range(WARMUP):
-                    session.run(feeds)
-            except BackendError as exc:
-                log.warning("cannot time %s for %s: %s", variant.label(), graph.name, exc)
-                sessions.pop(variant, None)
-                continue
-            samples[variant] = []
+                    sessions[variant].run(feeds)
+            except EdgeSDKError as exc:
+                drop(variant, exc)
         for _ in range(rounds):
-            for variant, session in sessions.items():
+            for variant, session in list(sessions.items()):
                 start = time.perf_counter()
-                session.run(feeds)
+                try:
+                    session.run(feeds)
+                except EdgeSDKError as exc:
+                    drop(variant, exc)
+                    continue
                 samples[variant].append((time.perf_counter() - start) * 1e3)
     finally:
         for session in sessions.values():
             session.close()
-    return {v: statistics.median(s) for v, s in samples.items() if s}
+    return {v: math.inf if v in failed else statistics.median(samples[v]) for v in chosen}
 
 
 def choose(
@@ -215,11 +226,13 @@ def choose(
     stored = {} if remeasure else cache.read()
     if all(keys[v] in stored for v in ordered):
         timings = {v: stored[keys[v]] for v in ordered}
+        if all(math.isinf(ms) for ms in timings.values()):
+            return None
         return Choice(pick(ordered, timings), timings, fresh=False)
     timings = time_variants(bundle, graph, ordered)
-    if not timings:
-        return None
     cache.update({keys[v]: ms for v, ms in timings.items()})
+    if all(math.isinf(ms) for ms in timings.values()):
+        return None
     choice = Choice(pick(ordered, timings), timings, fresh=True)
     log.info("graph %s: %s -> %s", graph.name, choice.reason(), choice.variant.label())
     return choice
@@ -237,7 +250,7 @@ def cached_timings(
     for v in variants(candidates, None, device.cpu.logical_cores or 1):
         version = get_backend(v.backend).version()
         ms = stored.get(timing_key(machine, v.artifact.sha256, v.backend, version, v.threads))
-        if ms is not None:
+        if ms is not None and math.isfinite(ms):
             key = (v.backend, v.artifact.path)
             out[key] = min(ms, out.get(key, ms))
     return out

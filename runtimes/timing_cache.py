@@ -1,10 +1,12 @@
 """Per-machine cache of measured graph latencies, so selection by measurement runs once.
 
 One JSON file (``$EDGE_SDK_HOME/timings.json``, beside the default bundles) maps a key to
-the median milliseconds measured for it. The key names everything the figure depends on:
-the machine (CPU model, cores this process may use, ``EDGE_SDK_THREADS``), the artifact's
-sha256, the backend and its library version, and the thread hint. Another CPU, a re-exported
-graph or an upgraded runtime therefore misses the cache and is measured afresh.
+the median milliseconds measured for it, or ``"failed"`` where that variant could not run
+(read back as ``math.inf``, so it is not tried again on every start). The key names
+everything the figure depends on: the machine (CPU model, cores this process may use,
+``EDGE_SDK_THREADS``), the artifact's sha256, the backend and its library version, and the
+thread hint. Another CPU, a re-exported graph or an upgraded runtime therefore misses the
+cache and is measured afresh.
 
 The file is data another process wrote: it is parsed as JSON, every entry is type- and
 range-checked, and a file that fails (or cannot be read) counts as empty, with a warning;
@@ -32,6 +34,7 @@ CACHE_NAME = "timings.json"
 FORMAT_VERSION = 1
 MAX_ENTRIES = 4096  # a file grown past this is not ours to trust; it is dropped whole
 MAX_FILE_BYTES = 4 << 20
+FAILED = "failed"  # written for a variant that could not run (read back as math.inf)
 
 
 def machine_key(device: DeviceInfo) -> str:
@@ -83,7 +86,8 @@ class TimingCache:
         entries = {**self.read(), **{k: float(v) for k, v in timings.items()}}
         if len(entries) > MAX_ENTRIES:
             entries = dict(list(entries.items())[-MAX_ENTRIES:])
-        payload = json.dumps({"version": FORMAT_VERSION, "timings_ms": entries}, indent=1)
+        written = {k: FAILED if math.isinf(v) else v for k, v in entries.items()}
+        payload = json.dumps({"version": FORMAT_VERSION, "timings_ms": written}, indent=1)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
@@ -110,6 +114,9 @@ def _valid_entries(data: object) -> dict[str, float] | None:
     for key, value in timings.items():
         if not isinstance(key, str) or len(key) > 1000:
             return None
+        if value == FAILED:
+            out[key] = math.inf
+            continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None
         if not math.isfinite(value) or value <= 0:

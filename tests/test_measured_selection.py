@@ -210,3 +210,30 @@ def test_only_host_cpu_runtimes_are_timed() -> None:
         assert not get_backend(name).cpu_runtime, name
     for name in ("torch", "torch-recorded"):  # references: no attribute, never timed
         assert not getattr(get_backend(name), "cpu_runtime", False)
+
+
+def test_a_runtime_that_cannot_run_the_graph_is_recorded_and_not_tried_again(
+    face_bundle, device, measured_mode, monkeypatch, caplog
+) -> None:
+    from edge_sdk.errors import BackendError
+    from runtimes.openvino_backend import OpenVinoBackend
+
+    attempts = []
+
+    def refuse(self, *args, **kwargs):
+        attempts.append(self.name)
+        raise BackendError("OpenVINO cannot compile this graph here")
+
+    monkeypatch.setattr(OpenVinoBackend, "open", refuse)
+    graph = face_bundle.manifest.graph("classifier")
+    candidates = classifier_candidates(face_bundle, device)
+    with caplog.at_level(logging.WARNING, logger="runtimes.measured"):
+        first = choose(face_bundle, graph, candidates, device, cache=measured_mode)
+    assert first is not None and first.variant.backend == "ort-cpu"
+    assert "cannot time openvino/fp32" in caplog.text and "openvino/fp32 failed" in first.reason()
+    stored = json.loads(measured_mode.path.read_text())["timings_ms"]
+    assert sorted(v for v in stored.values() if isinstance(v, str)) == ["failed", "failed"]
+    tried = len(attempts)
+    again = choose(face_bundle, graph, candidates, device, cache=measured_mode)
+    assert again is not None and not again.fresh and again.variant.backend == "ort-cpu"
+    assert len(attempts) == tried  # read from the cache, not tried again
