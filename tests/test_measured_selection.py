@@ -237,3 +237,14 @@ def test_a_runtime_that_cannot_run_the_graph_is_recorded_and_not_tried_again(
     again = choose(face_bundle, graph, candidates, device, cache=measured_mode)
     assert again is not None and not again.fresh and again.variant.backend == "ort-cpu"
     assert len(attempts) == tried  # read from the cache, not tried again
+
+
+def test_every_family_passes_verify_on_openvino(tiny_family_bundles, face_bundle, device) -> None:
+    """Measurement may open any steady-shape graph on OpenVINO, so every family's graphs
+    must meet their parity rules there, as ONNX Runtime's do."""
+    from edge_sdk.checks.verify import verify
+
+    for family, bundle in {**tiny_family_bundles, "face-fer7": face_bundle}.items():
+        result = verify(bundle, device, backends=["openvino"], sizes=("opt",))
+        assert result.candidates and {c.backend for c in result.candidates} == {"openvino"}
+        assert result.passed, (family, result.errors)
