@@ -29,7 +29,7 @@ from typing import Any, overload
 
 from edge_sdk.bundle import ModelBundle
 from edge_sdk.device import DeviceInfo, DeviceProbe
-from edge_sdk.errors import BundleError, ClosedError, InputError
+from edge_sdk.errors import BundleError, ClosedError, InputError, no_family_for
 from edge_sdk.loading import (
     BundleSource,
     bundle_sources,
@@ -206,9 +206,7 @@ class Recognizer:
             found = getattr(pipeline, "detector", None)
             if found is not None:
                 return found, dict(pipeline.detector_backends)
-        needs = bool(self.face_heads) or any(
-            m in self._by_modality for m in ("scene", "dialog")
-        )
+        needs = bool(self.face_heads) or any(m in self._by_modality for m in ("scene", "dialog"))
         if not needs:
             return None, {}
         if detector is None:
@@ -365,17 +363,12 @@ class Recognizer:
 
     def _pipeline(self, modality: str) -> Any:
         if modality not in self._by_modality:
-            loaded = ", ".join(b.manifest.family for b in self.bundles)
-            raise InputError(
-                f"no {modality} family is loaded (bundles: {loaded}); load one to use "
-                f"predict({modality}=...)"
-            )
+            raise no_family_for(modality, [b.manifest.family for b in self.bundles])
         return self._by_modality[modality]
 
     def _face(self, image: ImageInput, color: str) -> FacePrediction:
         if not self.face_heads or self._detector is None:
-            loaded = ", ".join(b.manifest.family for b in self.bundles)
-            raise InputError(f"no face family is loaded (bundles: {loaded})")
+            raise no_family_for("face", [b.manifest.family for b in self.bundles])
         return analyze_faces(
             image, self._detector, self.face_heads, self._face_backends, color=color
         )

@@ -16,6 +16,16 @@ class InputError(EdgeSDKError, ValueError):
     """The caller's input (image, audio, dialog, boxes, shapes) cannot be used as given."""
 
 
+def no_family_for(modality: str, families: list[str], where: str = "loaded") -> InputError:
+    """The error for ``predict(<modality>=...)`` when no bundle serves that modality, naming
+    the bundles there are (``where``: "loaded" here, or "served by URL" through a server)."""
+    verb = "load" if where == "loaded" else "serve"
+    return InputError(
+        f"no {modality} family is {where} (bundles: {', '.join(families)}); {verb} one to "
+        f"use predict({modality}=...)"
+    )
+
+
 class BundleError(EdgeSDKError):
     """A model bundle is malformed, tampered with, of an unknown schema or escapes its folder."""
 

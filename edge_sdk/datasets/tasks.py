@@ -128,6 +128,49 @@ class _LabelPlan:
         return "dropped" if name.lower() in self.dropped else "lost"
 
 
+class _Tally:
+    """Where each label of a data set went while it was finished: ignored and dropped ones
+    counted in ``skipped``, those the target lacks held (count, first sample) until
+    :meth:`settle` fails on them or counts them, per ``unmapped``. ``unit`` says what is
+    counted: samples, or label occurrences for multi-label sets."""
+
+    def __init__(self, fmt: DatasetFormat, plan: _LabelPlan, skipped: Counter[str], unit: str):
+        self.fmt, self.plan, self.skipped = fmt, plan, skipped
+        self.suffix = "" if unit == "samples" else f" ({unit})"
+        self.lost: Counter[str] = Counter()
+        self.first: dict[str, Sample] = {}
+
+    def place(self, name: str, sample: Sample) -> int | None:
+        """The target index of ``name``; None when it has none (and is counted or held)."""
+        where = self.plan.place(name)
+        if where == "ignored":
+            self.skipped[f"ignored label {name!r}{self.suffix}"] += 1
+        elif where == "dropped":
+            self.skipped[f"label {name!r} dropped by label_map{self.suffix}"] += 1
+        elif where == "lost":
+            self.lost[name] += 1
+            self.first.setdefault(name, sample)
+        else:
+            return int(where)
+        return None
+
+    def settle(self, unmapped: Policy) -> None:
+        """Fail on the first label the target lacks, or count them all as skipped."""
+        for name, count in self.lost.items():
+            if unmapped == "error":
+                raise _unmapped_error(self.fmt, name, self.first[name], count, self.plan.target)
+            self.skipped[f"unmapped label {name!r}{self.suffix}"] += count
+
+    def dataset(
+        self, request: ReadRequest, task: str, vocabulary: tuple[str, ...], kept: list[Sample]
+    ) -> Dataset:
+        plan = self.plan
+        report = _mapping_report(vocabulary, plan.target, plan.index)
+        return Dataset(
+            self.fmt.name, request.path, task, plan.target, tuple(kept), report, dict(self.skipped)
+        )
+
+
 def finish_classification(
     fmt: DatasetFormat,
     request: ReadRequest,
@@ -139,37 +182,18 @@ def finish_classification(
     skipped: Counter[str],
 ) -> Dataset:
     """One class index per sample; an unmapped label fails or is skipped per ``unmapped``."""
-    plan = _LabelPlan.build(fmt, vocabulary, target, label_map)
-    lost: dict[str, list[Sample]] = {}
+    tally = _Tally(fmt, _LabelPlan.build(fmt, vocabulary, target, label_map), skipped, "samples")
     kept = []
     for sample in raw:
-        native = sample.native
-        if native is None:
+        if sample.native is None:
             raise InputError(f"{sample.source}: no emotion label")
-        where = plan.place(native)
-        if where == "ignored":
-            skipped[f"ignored label {native!r}"] += 1
-        elif where == "dropped":
-            skipped[f"label {native!r} dropped by label_map"] += 1
-        elif where == "lost":
-            lost.setdefault(native, []).append(sample)
-        else:
-            kept.append(replace(sample, label=where))
-    for name, samples in lost.items():
-        if unmapped == "error":
-            raise _unmapped_error(fmt, name, samples[0], len(samples), plan.target)
-        skipped[f"unmapped label {name!r}"] += len(samples)
+        index = tally.place(sample.native, sample)
+        if index is not None:
+            kept.append(replace(sample, label=index))
+    tally.settle(unmapped)
     if not kept:
         raise InputError(f"{request.path}: no samples left after label mapping ({dict(skipped)})")
-    return Dataset(
-        fmt.name,
-        request.path,
-        CLASSIFICATION,
-        plan.target,
-        tuple(kept),
-        _mapping_report(vocabulary, plan.target, plan.index),
-        dict(skipped),
-    )
+    return tally.dataset(request, CLASSIFICATION, vocabulary, kept)
 
 
 def finish_multilabel(
@@ -184,36 +208,17 @@ def finish_multilabel(
 ) -> Dataset:
     """One multi-hot vector per sample; label occurrences left out are counted."""
     plan = _LabelPlan.build(fmt, vocabulary, target, label_map)
-    lost: Counter[str] = Counter()
-    first: dict[str, Sample] = {}
+    tally = _Tally(fmt, plan, skipped, "occurrences")
     kept = []
     for sample in raw:
         vector = [0] * len(plan.target)
         for name in _natives(sample):
-            where = plan.place(name)
-            if where == "ignored":
-                skipped[f"ignored label {name!r} (occurrences)"] += 1
-            elif where == "dropped":
-                skipped[f"label {name!r} dropped by label_map (occurrences)"] += 1
-            elif where == "lost":
-                lost[name] += 1
-                first.setdefault(name, sample)
-            else:
-                vector[where] = 1
+            index = tally.place(name, sample)
+            if index is not None:
+                vector[index] = 1
         kept.append(replace(sample, targets=tuple(vector)))
-    for name, count in lost.items():
-        if unmapped == "error":
-            raise _unmapped_error(fmt, name, first[name], count, plan.target)
-        skipped[f"unmapped label {name!r} (occurrences)"] += count
-    return Dataset(
-        fmt.name,
-        request.path,
-        MULTILABEL,
-        plan.target,
-        tuple(kept),
-        _mapping_report(vocabulary, plan.target, plan.index),
-        dict(skipped),
-    )
+    tally.settle(unmapped)
+    return tally.dataset(request, MULTILABEL, vocabulary, kept)
 
 
 def finish_valence_arousal(

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from edge_sdk.errors import ClosedError, EdgeSDKError, InputError, ServerError
+from edge_sdk.errors import ClosedError, EdgeSDKError, InputError, ServerError, no_family_for
 from edge_sdk.serving import codec
 
 SCHEMES = ("http", "grpc")
@@ -281,19 +281,14 @@ class RemoteRecognizer:
 
     def _require(self, modality: str) -> str:
         if modality not in self.models:
-            loaded = ", ".join(b.manifest.family for b in self.bundles)
-            raise InputError(
-                f"no {modality} family is served by {self.url} (bundles: {loaded}); "
-                f"serve one to use predict({modality}=...)"
-            )
+            families = [b.manifest.family for b in self.bundles]
+            raise no_family_for(modality, families, f"served by {self.url}")
         return self.models[modality]
 
     def _face(self, image: Any, color: str) -> Any:
         from edge_sdk.preprocess.image import to_rgb_uint8
 
-        if "face" not in self.models:
-            loaded = ", ".join(b.manifest.family for b in self.bundles)
-            raise InputError(f"no face family is served by {self.url} (bundles: {loaded})")
+        self._require("face")  # the clear error when no face family is served
         path = None
         if isinstance(image, np.ndarray):
             pixels = to_rgb_uint8(image, color=color)
@@ -431,4 +426,3 @@ def connect(url: str, *, timeout: float = 60.0) -> RemoteRecognizer:
 def is_remote(recognizer: Any) -> bool:
     """Whether ``recognizer`` runs its predictions on a server."""
     return isinstance(recognizer, RemoteRecognizer)
-
