@@ -392,16 +392,7 @@ class Recognizer:
 
     def _scene(self, scene: Any, color: str) -> ScenePrediction:
         pipeline = self._pipeline("scene")
-        if isinstance(scene, dict):
-            unknown = sorted(set(scene) - {"image", "head_boxes", "body_boxes"})
-            if unknown or "image" not in scene:
-                raise InputError(
-                    f"scene mapping needs 'image' (+ optional head_boxes, body_boxes); "
-                    f"unknown keys {unknown}"
-                )
-            scene = SceneInput(**scene)
-        if not isinstance(scene, SceneInput):
-            scene = SceneInput(scene)
+        scene = SceneInput.of(scene)
         return pipeline.predict(
             scene.image, head_boxes=scene.head_boxes, body_boxes=scene.body_boxes, color=color
         )

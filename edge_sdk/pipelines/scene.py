@@ -74,6 +74,22 @@ class SceneInput:
     head_boxes: Any = None
     body_boxes: Any = None
 
+    @classmethod
+    def of(cls, scene: Any) -> SceneInput:
+        """What ``predict(scene=...)`` takes: a SceneInput, a mapping with ``image`` (and
+        optional ``head_boxes``/``body_boxes``), or a bare image."""
+        if isinstance(scene, SceneInput):
+            return scene
+        if isinstance(scene, dict):
+            unknown = sorted(set(scene) - {"image", "head_boxes", "body_boxes"})
+            if unknown or "image" not in scene:
+                raise InputError(
+                    f"scene mapping needs 'image' (+ optional head_boxes, body_boxes); "
+                    f"unknown keys {unknown}"
+                )
+            return cls(**scene)
+        return cls(scene)
+
 
 @dataclass(frozen=True)
 class LevelResult:

@@ -327,16 +327,7 @@ class RemoteRecognizer:
     def _scene(self, scene: Any, color: str) -> Any:
         from edge_sdk.pipelines.scene import SceneInput
 
-        if isinstance(scene, dict):
-            unknown = sorted(set(scene) - {"image", "head_boxes", "body_boxes"})
-            if unknown or "image" not in scene:
-                raise InputError(
-                    f"scene mapping needs 'image' (+ optional head_boxes, body_boxes); "
-                    f"unknown keys {unknown}"
-                )
-            scene = SceneInput(**scene)
-        if not isinstance(scene, SceneInput):
-            scene = SceneInput(scene)
+        scene = SceneInput.of(scene)
         self._require("scene")
         writer = codec.MediaWriter()
         call = {
