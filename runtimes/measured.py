@@ -26,8 +26,9 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 SELECTION_ENV = "EDGE_SDK_SELECTION"
 SELECTION_MODES = ("measured", "static")
+T = TypeVar("T")
 MARGIN = 1.10  # a candidate must be 10% faster than the static choice to replace it
 WARMUP = 3  # untimed calls per variant first (OpenVINO compiles on the first)
 ROUNDS = 15  # timed calls per variant, interleaved across variants
@@ -116,14 +118,35 @@ def variants(
     ]
 
 
-def pick(ordered: Sequence[Variant], timings: dict[Variant, float]) -> Variant:
-    """The fastest timed variant if it beats the first timed one (the static choice) by
-    :data:`MARGIN`, else that first one (``inf``: could not run, never picked)."""
-    timed = [v for v in ordered if math.isfinite(timings.get(v, math.inf))]
+def lead(items: Sequence[T], ms: Callable[[T], float]) -> T:
+    """The first of ``items`` (static order) unless another is :data:`MARGIN` faster, then
+    the fastest; ``inf`` (could not run) never leads. The one margin rule, for the thread
+    hint within a runtime, for the runtime, and for ``edge-sdk devices``' ranking."""
+    timed = [item for item in items if math.isfinite(ms(item))]
     if not timed:
         raise BackendError("no variant could be timed")
-    static, fastest = timed[0], min(timed, key=lambda v: timings[v])
-    return fastest if timings[fastest] * MARGIN < timings[static] else static
+    first, fastest = timed[0], min(timed, key=ms)
+    return fastest if ms(fastest) * MARGIN < ms(first) else first
+
+
+def per_candidate(ordered: Sequence[Variant], timings: dict[Variant, float]) -> list[Variant]:
+    """Each candidate's variant to open (default threads unless one thread leads), in the
+    static order; candidates none of whose variants ran are left out."""
+    cost = {v: timings.get(v, math.inf) for v in ordered}
+    groups: dict[tuple[str, str], list[Variant]] = {}
+    for variant in ordered:
+        groups.setdefault((variant.backend, variant.path), []).append(variant)
+    return [
+        lead(group, cost.__getitem__)
+        for group in groups.values()
+        if any(math.isfinite(cost[v]) for v in group)
+    ]
+
+
+def pick(ordered: Sequence[Variant], timings: dict[Variant, float]) -> Variant:
+    """The variant to open: each candidate's own (:func:`per_candidate`), then the one that
+    leads them (:func:`lead`)."""
+    return lead(per_candidate(ordered, timings), timings.__getitem__)
 
 
 def measurement_feeds(bundle: ModelBundle, graph: GraphSpec) -> dict[str, np.ndarray]:
@@ -216,13 +239,7 @@ def choose(
     if len(ordered) < 2:
         return None
     cache = cache or TimingCache()
-    machine = machine_key(device)
-    keys = {
-        v: timing_key(
-            machine, v.artifact.sha256, v.backend, get_backend(v.backend).version(), v.threads
-        )
-        for v in ordered
-    }
+    keys = _keys(ordered, device)
     stored = {} if remeasure else cache.read()
     if all(keys[v] in stored for v in ordered):
         timings = {v: stored[keys[v]] for v in ordered}
@@ -241,16 +258,21 @@ def choose(
 def cached_timings(
     candidates: Sequence[tuple[str, Artifact]], device: DeviceInfo, cache: TimingCache | None = None
 ) -> dict[tuple[str, str], float]:
-    """Best cached ms per ``(backend, artifact path)`` over its thread hints, for display
-    (``edge-sdk devices``); nothing is measured."""
-    cache = cache or TimingCache()
-    stored = cache.read()
+    """Cached ms per ``(backend, artifact path)`` of the variant :func:`pick` would open for
+    it, for display (``edge-sdk devices``); nothing is measured."""
+    stored = (cache or TimingCache()).read()
+    ordered = variants(candidates, None, device.cpu.logical_cores or 1)
+    keys = _keys(ordered, device)
+    timings = {v: stored[keys[v]] for v in ordered if keys[v] in stored}
+    return {(v.backend, v.path): timings[v] for v in per_candidate(ordered, timings)}
+
+
+def _keys(ordered: Sequence[Variant], device: DeviceInfo) -> dict[Variant, str]:
+    """Each variant's timing-cache key on this machine."""
     machine = machine_key(device)
-    out: dict[tuple[str, str], float] = {}
-    for v in variants(candidates, None, device.cpu.logical_cores or 1):
-        version = get_backend(v.backend).version()
-        ms = stored.get(timing_key(machine, v.artifact.sha256, v.backend, version, v.threads))
-        if ms is not None and math.isfinite(ms):
-            key = (v.backend, v.artifact.path)
-            out[key] = min(ms, out.get(key, ms))
-    return out
+    return {
+        v: timing_key(
+            machine, v.artifact.sha256, v.backend, get_backend(v.backend).version(), v.threads
+        )
+        for v in ordered
+    }

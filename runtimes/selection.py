@@ -32,7 +32,7 @@ from edge_sdk.device import DeviceInfo
 from edge_sdk.errors import BackendError
 from edge_sdk.manifest import CPU_INT8_TARGET, Artifact, Manifest
 from runtimes.base import Backend, Session, all_backends, get_backend
-from runtimes.measured import MARGIN, Choice, choose, selection_mode
+from runtimes.measured import Choice, choose, lead, selection_mode
 
 log = logging.getLogger(__name__)
 _PRECISION_ORDER = {"int8": 0, "fp16": 1, "fp32": 2}
@@ -104,7 +104,7 @@ def _reorder_measured(
 ) -> list[Candidate]:
     """Sort the usable candidates ``measured`` covers by their latency, each taking one of
     the places the group held in the static order; all others stay where they were. The
-    static first keeps the lead unless beaten by :data:`runtimes.measured.MARGIN`."""
+    static first keeps the lead unless beaten by the margin of :func:`runtimes.measured.lead`."""
     slots = [
         i for i, c in enumerate(ordered) if c.usable and (c.backend, c.artifact.path) in measured
     ]
@@ -115,10 +115,9 @@ def _reorder_measured(
         return measured[(candidate.backend, candidate.artifact.path)]
 
     group = sorted((ordered[i] for i in slots), key=ms)
-    static = ordered[slots[0]]
-    if ms(group[0]) * MARGIN >= ms(static):
-        group.remove(static)
-        group.insert(0, static)
+    first = lead([ordered[i] for i in slots], ms)
+    group.remove(first)
+    group.insert(0, first)
     result = list(ordered)
     for slot, candidate in zip(slots, group, strict=True):
         moved = ", moved by measurement" if candidate is not result[slot] else ""

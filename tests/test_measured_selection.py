@@ -248,3 +248,18 @@ def test_every_family_passes_verify_on_openvino(tiny_family_bundles, face_bundle
         result = verify(bundle, device, backends=["openvino"], sizes=("opt",))
         assert result.candidates and {c.backend for c in result.candidates} == {"openvino"}
         assert result.passed, (family, result.errors)
+
+
+def test_devices_ranks_as_open_graph_opens_with_one_margin_rule(
+    face_bundle, device, measured_mode
+) -> None:
+    """OpenVINO at 0.92 ms beats ORT's default threads (1.39) but not ORT on one thread
+    (0.98) by the margin: ORT single-threaded opens, and devices puts ORT first too."""
+    from runtimes.measured import cached_timings
+
+    write_figures(measured_mode, face_bundle, device, ort=(1.39, 0.98), openvino=(0.92, 0.95))
+    with open_graph(face_bundle, "classifier", device) as session:
+        assert session.backend == "ort-cpu" and session.single_threaded
+    timings = cached_timings(classifier_candidates(face_bundle, device), device)
+    ranked = rank_candidates(face_bundle.manifest, "classifier", device, measured=timings)
+    assert ranked[0].backend == "ort-cpu" and "0.98 ms here" in ranked[0].reason
